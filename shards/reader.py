@@ -1,0 +1,106 @@
+"""Opening a shard set and streaming its groups: a webdataset pipeline built from its parts.
+
+shard list -> (deterministic shard shuffle) -> node split -> worker split -> tar expansion ->
+grouping by key -> schema check. Only bytes leave the tar: images stay JPEG until a view is chosen,
+latents load with ``allow_pickle=False``, and nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, Iterator
+
+import torch
+import webdataset as wds
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from shards.manifest import member_location, parse_manifest, read_manifest_bytes, sha256_bytes
+from shards.schema import MANIFEST_NAME, Group, latent_dim_of, parse_sample
+
+ErrorHandler = Callable[[Exception], bool]
+
+
+def decode_view(data: bytes) -> torch.Tensor:
+    """A JPEG view as uint8 [3, H, W] (grayscale JPEGs are expanded to RGB)."""
+    return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+
+
+@dataclass
+class ShardSet:
+    """A finished shard set: its manifest and where its shards live."""
+
+    location: str
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def groups(self) -> int:
+        return int(self.manifest["groups"])
+
+    @property
+    def views(self) -> int:
+        return int(self.manifest["views"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest["classes"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["image"]["size"])
+
+    @cached_property
+    def latent_dim(self) -> int | None:
+        return latent_dim_of(self.manifest)
+
+    @property
+    def shard_rows(self) -> list[dict[str, Any]]:
+        return list(self.manifest["shards"])
+
+    @property
+    def urls(self) -> list[str]:
+        return [member_location(self.location, row["name"]) for row in self.shard_rows]
+
+    def parse(self, sample: dict[str, Any]) -> Group:
+        return parse_sample(sample, self.views, self.latent_dim, self.num_classes)
+
+    def pipeline(self, urls: list[str] | None = None, *, shuffle_seed: int | None = None,
+                 split_by_node: bool = True, split_by_worker: bool = True,
+                 handler: ErrorHandler = wds.reraise_exception) -> wds.DataPipeline:
+        """Groups of the given shards (all by default), as an iterable of checked ``Group``.
+
+        ``shuffle_seed`` shuffles the shard order anew each pass (seed + pass number), the same on
+        every rank, before the node split. ``handler`` decides about a broken tar or sample:
+        ``wds.reraise_exception`` stops, a handler returning True skips it.
+        """
+        stages: list[Any] = [wds.SimpleShardList(urls if urls is not None else self.urls)]
+        if shuffle_seed is not None:
+            stages.append(wds.detshuffle(bufsize=10**6, initial=10**6, seed=shuffle_seed))
+        if split_by_node:
+            stages.append(wds.split_by_node)
+        if split_by_worker:
+            stages.append(wds.split_by_worker)
+        stages.append(wds.tarfile_to_samples(handler=handler))
+        stages.append(wds.map(self.parse, handler=handler))
+        return wds.DataPipeline(*stages)
+
+    def __iter__(self) -> Iterator[Group]:
+        """Every group in anchor order, in this process alone (no node or worker split)."""
+        return iter(self.pipeline(split_by_node=False, split_by_worker=False))
+
+
+def open_set(location: str) -> ShardSet:
+    """Open a finished shard set by folder or URL prefix; raises ShardSetError with one clear sentence."""
+    location = str(location)
+    data = read_manifest_bytes(location)
+    manifest = parse_manifest(data, member_location(location, MANIFEST_NAME))
+    return ShardSet(location=location, manifest=manifest, manifest_sha256=sha256_bytes(data))
