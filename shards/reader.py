@@ -13,7 +13,6 @@ from typing import Any, Callable, Iterator
 
 import torch
 import webdataset as wds
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from shards.manifest import member_location, parse_manifest, read_manifest_bytes, sha256_bytes
 from shards.schema import MANIFEST_NAME, Group, latent_dim_of, parse_sample
@@ -23,6 +22,8 @@ ErrorHandler = Callable[[Exception], bool]
 
 def decode_view(data: bytes) -> torch.Tensor:
     """A JPEG view as uint8 [3, H, W] (grayscale JPEGs are expanded to RGB)."""
+    from torchvision.io import ImageReadMode, decode_jpeg  # 2 s to import; writers never decode
+
     return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
 
 

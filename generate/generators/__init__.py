@@ -34,6 +34,7 @@ class GeneratorOptions:
     weights: Path | None
     device: torch.device
     truncation: float
+    resolution: int | None = None  # the image size asked for; generators that render at any size use it
 
 
 Factory = Callable[[GeneratorOptions], Generator]

@@ -1,0 +1,128 @@
+"""``python -m generate``: render a generator's multiview groups into a shard set."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from generate.classes import ClassSelectionError, select_classes
+from generate.generators import (DEFAULT_GENERATOR, GeneratorError, GeneratorOptions,
+                                 make_generator)
+from generate.job import JobConfig, Partition, run_job
+from generate.sampling import VIEW_METHODS, ViewConfigError, ViewSpec
+from shards.console import exit_with, reports_errors
+
+_COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
+_SCALE = {"": 1, "k": 10**3, "m": 10**6}
+_NOT_RECORDED = ("--shard-index", "--num-shards")  # differ between job-array tasks of one set
+
+
+class CountType(click.ParamType):
+    """A positive whole count written as 2000, 130k or 1.3M."""
+
+    name = "count"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        match = _COUNT.match(str(value).strip())
+        count = float(match.group(1)) * _SCALE[match.group(2).lower()] if match else 0.0
+        if not match or count != int(count) or count < 1:
+            self.fail(f"{value!r} is not a positive whole count such as 2000, 130k or 1.3M.",
+                      param, ctx)
+        return int(count)
+
+
+def choose_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            exit_with("--device cuda was asked for, but no CUDA device is available.")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def choose_partition(shard_index: int, num_shards: int) -> Partition:
+    """Job-array task ``shard_index`` of ``num_shards``, further split among torchrun's ranks."""
+    if not 0 <= shard_index < num_shards:
+        exit_with(f"--shard-index must lie in 0..{num_shards - 1} for --num-shards {num_shards}.")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return Partition(index=shard_index * world + rank, count=num_shards * world)
+
+
+def recorded_command(argv: list[str]) -> list[str]:
+    """The command line for the manifest, the same for every process that writes the set."""
+    kept, skip = ["python", "-m", "generate"], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument in _NOT_RECORDED:
+            skip = True
+        elif not argument.startswith(tuple(option + "=" for option in _NOT_RECORDED)):
+            kept.append(argument)
+    return kept
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--generator", default=DEFAULT_GENERATOR,
+              help="Registered generator (deadleaves, biggan-deep-128/256/512) or package.module:factory.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Folder with config.json and pytorch_model.bin (BigGAN); default: the package cache.")
+@click.option("--n-anchors", type=CountType(), required=True,
+              help="Number of anchor groups to render, e.g. 2000, 130k, 1.3M.")
+@click.option("--views", type=int, default=None,
+              help="Images per group, the anchor included [default: 4, or 1 with --view-method none].")
+@click.option("--view-method", type=click.Choice(VIEW_METHODS), default="gaussian",
+              help="Positives: z + sigma*noise, a fresh z of the same class, or none (K=1).")
+@click.option("--sigma", type=float, default=0.2,
+              help="Std of the truncated-normal noise added to the anchor latent (gaussian views).")
+@click.option("--truncation", type=float, default=1.0,
+              help="Latents are truncated normals in [-2, 2] scaled by this (BigGAN truncation trick).")
+@click.option("--classes", default=None,
+              help="Classes to draw anchors from: all, imagenet100, a file of indices, or 3,7,207.")
+@click.option("--seed", type=int, default=0, help="Seed; every anchor's randomness comes from (seed, anchor).")
+@click.option("--image-size", type=click.IntRange(8, 4096), default=None,
+              help="Stored image size in pixels [default: the generator's own].")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, help="JPEG quality.")
+@click.option("--groups-per-shard", type=click.IntRange(1), default=1000, help="Groups per tar shard.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, help="Images per generator forward.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              help="Where the generator runs; auto picks CUDA when present.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output folder of the shard set; re-running the same command resumes it.")
+@click.option("--shard-index", type=click.IntRange(0), default=0,
+              help="This task's index in a job array (takes shards with index % num-shards == it).")
+@click.option("--num-shards", type=click.IntRange(1), default=1, help="Number of tasks in the job array.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+@reports_errors(GeneratorError, ClassSelectionError, ViewConfigError)
+def main(generator: str, weights: Path | None, n_anchors: int, views: int | None, view_method: str,
+         sigma: float, truncation: float, classes: str | None, seed: int, image_size: int | None,
+         quality: int, groups_per_shard: int, batch_size: int, device: str, out: Path,
+         shard_index: int, num_shards: int, progress: bool) -> None:
+    """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""
+    partition = choose_partition(shard_index, num_shards)
+    view_spec = ViewSpec(method=view_method, views=views or (1 if view_method == "none" else 4),
+                         sigma=sigma, truncation=truncation)
+    view_spec.check(conditional=True)  # settings errors before any weights are loaded
+    torch_device = choose_device(device)
+    model = make_generator(generator, GeneratorOptions(weights=weights, device=torch_device,
+                                                       truncation=truncation,
+                                                       resolution=image_size))
+    view_spec.check(conditional=model.num_classes > 0)
+    config = JobConfig(generator=generator, n_anchors=n_anchors, views=view_spec,
+                       classes=select_classes(classes, model.num_classes), seed=seed,
+                       image_size=image_size or model.resolution, quality=quality,
+                       groups_per_shard=groups_per_shard, batch_size=batch_size, out=out)
+    complete = run_job(model, config, partition, recorded_command(sys.argv[1:]), torch_device,
+                       show_progress=progress)
+    if complete:
+        click.echo(f"Shard set complete: {out} ({n_anchors} groups, {config.shard_count} shards).")
+    else:
+        click.echo(f"This process's shards are written to {out}; the manifest follows when the "
+                   "other processes finish.")

@@ -1,0 +1,177 @@
+"""BigGAN-deep from ``pytorch_pretrained_biggan``, loaded from ``--weights DIR`` or the package's cache.
+
+We load the weights ourselves rather than through ``BigGAN.from_pretrained``: that one downloads
+without a timeout, unpickles with ``torch.load`` and ignores missing or unexpected keys.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+
+from generate.classes import imagenet_class_names
+from generate.generators import GeneratorError, GeneratorOptions
+
+MODELS = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "pytorch_model.bin"
+# How long to wait for the model host before telling the user to fetch the weights by hand.
+PROBE_TIMEOUT_S = 10.0
+
+
+class BigGANDeep:
+    """A loaded BigGAN-deep in eval mode, spectral norm folded into the weights."""
+
+    def __init__(self, name: str, model: torch.nn.Module, truncation: float, weights_sha256: str):
+        config = model.config
+        self.name = name
+        self.model = model
+        self.truncation = truncation
+        self.weights_sha256 = weights_sha256
+        self.latent_dim = int(config.z_dim)
+        self.num_classes = int(config.num_classes)
+        self.resolution = int(config.output_dim)
+        self.class_names = (imagenet_class_names() if self.num_classes == 1000
+                            else [str(index) for index in range(self.num_classes)])
+        self.device = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        one_hot = F.one_hot(classes.to(self.device), self.num_classes).float()
+        images = self.model(latents.to(self.device, torch.float32), one_hot, self.truncation)
+        return ((images + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def factory(name: str) -> Callable[[GeneratorOptions], BigGANDeep]:
+    return functools.partial(make_biggan, name)
+
+
+def make_biggan(name: str, options: GeneratorOptions) -> BigGANDeep:
+    if not 0.0 < options.truncation <= 1.0:
+        raise GeneratorError(f"BigGAN needs a truncation in (0, 1], not {options.truncation}.")
+    package = _import_package()
+    if options.weights is None:
+        config_path, weights_path = _cached_files(name)
+    else:
+        config_path, weights_path = _folder_files(Path(options.weights))
+    model = _load_model(package, config_path, weights_path)
+    remove_spectral_norm(model)
+    return BigGANDeep(name, model.to(options.device), options.truncation, _sha256(weights_path))
+
+
+def remove_spectral_norm(model: torch.nn.Module) -> None:
+    """Fold every spectral norm into its weight, as eval mode computes it, to skip it at inference."""
+    for module in model.modules():
+        if hasattr(module, "weight_orig"):
+            torch.nn.utils.remove_spectral_norm(module)
+
+
+def _import_package():
+    try:
+        import pytorch_pretrained_biggan
+    except ImportError as error:
+        raise GeneratorError(f"BigGAN needs the packages pytorch-pretrained-biggan and scipy "
+                             f"({error}); pip install them.") from None
+    return pytorch_pretrained_biggan
+
+
+def _folder_files(folder: Path) -> tuple[Path, Path]:
+    if not folder.is_dir():
+        raise GeneratorError(f"The weights folder {folder} does not exist.")
+    paths = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise GeneratorError(f"The weights folder {folder} lacks {' and '.join(missing)}.")
+    return paths
+
+
+def _cached_files(name: str) -> tuple[Path, Path]:
+    """The package's cached config and weights for ``name``, downloading them when the host answers."""
+    from pytorch_pretrained_biggan import file_utils, model as archive
+
+    urls = archive.PRETRAINED_CONFIG_ARCHIVE_MAP[name], archive.PRETRAINED_MODEL_ARCHIVE_MAP[name]
+    cache = Path(file_utils.PYTORCH_PRETRAINED_BIGGAN_CACHE)
+    cached = [_cached_file(cache, url) for url in urls]
+    if all(cached):
+        return cached[0], cached[1]
+    advice = (f"download {urls[0]} as {CONFIG_FILE} and {urls[1]} as {WEIGHTS_FILE} into a "
+              f"folder and pass --weights DIR")
+    if not _host_answers(urls[1]):
+        raise GeneratorError(f"The {name} weights are not in the cache {cache} and "
+                             f"{urlparse(urls[1]).hostname} cannot be reached; {advice}.")
+    try:
+        return tuple(Path(file_utils.cached_path(url, cache_dir=str(cache))) for url in urls)
+    except Exception as error:  # the package raises whatever requests, boto or the OS raise
+        raise GeneratorError(f"Downloading the {name} weights failed ({error}); {advice}.") from None
+
+
+def _cached_file(cache: Path, url: str) -> Path | None:
+    """The newest file the package cached for ``url``; its name is sha256(url)[.sha256(etag)]."""
+    from pytorch_pretrained_biggan.file_utils import url_to_filename
+
+    stem = url_to_filename(url)
+    candidates = [path for path in cache.glob(f"{stem}*")
+                  if path.suffix != ".json" and path.is_file()]
+    return max(candidates, key=lambda path: path.stat().st_mtime, default=None)
+
+
+def _host_answers(url: str) -> bool:
+    import requests
+
+    try:
+        requests.head(url, allow_redirects=True, timeout=PROBE_TIMEOUT_S).raise_for_status()
+    except requests.RequestException:
+        return False
+    return True
+
+
+def _load_model(package, config_path: Path, weights_path: Path) -> torch.nn.Module:
+    try:
+        config = package.BigGANConfig.from_json_file(str(config_path))
+    except (OSError, ValueError) as error:
+        raise GeneratorError(f"Cannot read the BigGAN config {config_path} ({error}).") from None
+    try:
+        model = package.BigGAN(config)
+    except Exception as error:  # a config with wrong fields fails anywhere in the constructor
+        raise GeneratorError(f"The BigGAN config {config_path} does not describe a model "
+                             f"({type(error).__name__}: {error}).") from None
+    upsamplings = sum(bool(layer[0]) for layer in config.layers)
+    if config.output_dim != 4 * 2 ** upsamplings:
+        raise GeneratorError(f"The BigGAN config {config_path} says output_dim {config.output_dim} "
+                             f"but its layers make {4 * 2 ** upsamplings}-pixel images.")
+    try:
+        state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt or foreign files fail in the unpickler or the zip reader
+        raise GeneratorError(f"Cannot read the BigGAN weights {weights_path} "
+                             f"({type(error).__name__}: {error}).") from None
+    if not isinstance(state_dict, dict):
+        raise GeneratorError(f"The BigGAN weights {weights_path} are not a state dict.")
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even when not strict
+        raise GeneratorError(f"The BigGAN weights {weights_path} do not fit the config "
+                             f"{config_path} ({str(error).splitlines()[-1].strip()}).") from None
+    for kind, keys in (("lack", result.missing_keys), ("have unexpected", result.unexpected_keys)):
+        if keys:
+            raise GeneratorError(f"The BigGAN weights {weights_path} {kind} keys "
+                                 f"{_abbreviate(keys)} for the config {config_path}.")
+    return model.eval()
+
+
+def _abbreviate(keys: list[str]) -> str:
+    shown = ", ".join(keys[:3])
+    return shown if len(keys) <= 3 else f"{shown} and {len(keys) - 3} more"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,156 @@
+"""The embedded default generator: a procedural "dead leaves" image model (Baradad et al., 2021).
+
+An image is a background colour under a stack of occluding shapes. Every shape's position, size,
+orientation, proportions and colour come from the latent through one fixed linear map followed by
+the normal CDF, and edges are soft (a sigmoid about one pixel wide), so the image is a smooth
+function of the latent: nearby latents give similar images. The class picks the shape family.
+No weights, no download, torch only, any resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from generate.generators import GeneratorError, GeneratorOptions
+
+LATENT_DIM = 128
+DEFAULT_RESOLUTION = 128
+SHAPES_PER_IMAGE = 32
+# Per shape: centre x, centre y, size, angle, proportion, red, green, blue; then the background.
+PARAMS_PER_SHAPE = 8
+BACKGROUND_PARAMS = 3
+# The fixed latent -> parameter map; changing this seed changes every image ever generated.
+MAPPING_SEED = 20211206
+# Standard deviation of a standard normal truncated to |z| <= 2, so that projected latents map to
+# roughly uniform parameters at truncation 1.
+TRUNCATED_NORMAL_STD = 0.8796
+MIN_SIZE, MAX_SIZE = 0.03, 0.3  # shape radius as a fraction of the image side, drawn log-uniformly
+EDGE_PIXELS = 0.6  # width of the soft edge in pixels
+
+# A shape family maps local coordinates (u, v), the radius and a proportion in [0, 1] to a signed
+# distance in image units: negative inside, about -radius at the centre.
+SignedDistance = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _disk(u, v, size, proportion):
+    return torch.sqrt(u * u + v * v) - size
+
+
+def _ellipse(u, v, size, proportion):
+    aspect = 0.25 + 0.4 * proportion
+    return (torch.sqrt(u * u + (v / aspect) ** 2) - size) * aspect
+
+
+def _square(u, v, size, proportion):
+    return torch.maximum(u.abs(), v.abs()) - size
+
+
+def _triangle(u, v, size, proportion):
+    # Equilateral, centred on its incentre; size is the inradius.
+    return torch.maximum(-v, (math.sqrt(3.0) * u.abs() + v) * 0.5) - 0.6 * size
+
+
+def _ring(u, v, size, proportion):
+    thickness = size * (0.12 + 0.25 * proportion)
+    return (torch.sqrt(u * u + v * v) - size + thickness).abs() - thickness
+
+
+def _bar(u, v, size, proportion):
+    return torch.maximum(u.abs() - 2.5 * size, v.abs() - (0.12 + 0.2 * proportion) * size)
+
+
+def _cross(u, v, size, proportion):
+    arm = (0.2 + 0.2 * proportion) * size
+    return torch.minimum(torch.maximum(u.abs() - size, v.abs() - arm),
+                         torch.maximum(u.abs() - arm, v.abs() - size))
+
+
+def _half_disk(u, v, size, proportion):
+    return torch.maximum(torch.sqrt(u * u + v * v) - size, -v)
+
+
+SHAPE_FAMILIES: tuple[tuple[str, SignedDistance], ...] = (
+    ("disks", _disk),
+    ("ellipses", _ellipse),
+    ("squares", _square),
+    ("triangles", _triangle),
+    ("rings", _ring),
+    ("bars", _bar),
+    ("crosses", _cross),
+    ("half-disks", _half_disk),
+)
+
+
+def _latent_mapping() -> torch.Tensor:
+    """The fixed [latent_dim, parameters] projection, each column of unit norm."""
+    count = SHAPES_PER_IMAGE * PARAMS_PER_SHAPE + BACKGROUND_PARAMS
+    matrix = np.random.default_rng(MAPPING_SEED).standard_normal((LATENT_DIM, count))
+    matrix /= np.linalg.norm(matrix, axis=0, keepdims=True)
+    return torch.from_numpy(matrix.astype(np.float32))
+
+
+class DeadLeaves:
+    """Class-conditional dead-leaves images at any resolution; see the module docstring."""
+
+    name = "deadleaves"
+    latent_dim = LATENT_DIM
+    num_classes = len(SHAPE_FAMILIES)
+    class_names = [name for name, _ in SHAPE_FAMILIES]
+    weights_sha256 = None
+
+    def __init__(self, resolution: int, device: torch.device):
+        self.resolution = resolution
+        self.device = device
+        self.mapping = _latent_mapping().to(device)
+        centres = (torch.arange(resolution, dtype=torch.float32, device=device) + 0.5) / resolution
+        self.x = centres.view(1, 1, resolution)
+        self.y = centres.view(1, resolution, 1)
+        self.edge = EDGE_PIXELS / resolution
+
+    @torch.inference_mode()
+    def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        # Normal CDF of the projected latent: a smooth map to (0, 1), uniform-ish at truncation 1.
+        projected = latents.to(self.device, torch.float32) @ self.mapping / TRUNCATED_NORMAL_STD
+        params = 0.5 * (1.0 + torch.erf(projected / math.sqrt(2.0)))
+        images = torch.empty(len(latents), 3, self.resolution, self.resolution, device=self.device)
+        for family in classes.unique().tolist():
+            chosen = (classes == family).nonzero().squeeze(1)
+            images[chosen] = self._render(params[chosen], SHAPE_FAMILIES[family][1])
+        return (images * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+    def _render(self, params: torch.Tensor, signed_distance: SignedDistance) -> torch.Tensor:
+        count = len(params)
+        background = params[:, -BACKGROUND_PARAMS:]
+        shapes = params[:, :-BACKGROUND_PARAMS].view(count, SHAPES_PER_IMAGE, PARAMS_PER_SHAPE)
+        shapes = shapes[..., None, None]  # broadcast each parameter over the image
+        centre_x = shapes[:, :, 0] * 1.2 - 0.1  # let shapes overlap the border
+        centre_y = shapes[:, :, 1] * 1.2 - 0.1
+        size = MIN_SIZE * (MAX_SIZE / MIN_SIZE) ** shapes[:, :, 2]
+        angle = (shapes[:, :, 3] - 0.5) * (2.0 * math.pi)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        proportion = shapes[:, :, 4]
+        # Stretch colours away from grey: the CDF of a sum is mostly mid-range.
+        colour = torch.sigmoid((shapes[:, :, 5:8, 0, 0] - 0.5) * 8.0)[..., None, None]
+        image = torch.sigmoid((background - 0.5) * 8.0)[:, :, None, None].expand(
+            count, 3, self.resolution, self.resolution).clone()
+        for index in range(SHAPES_PER_IMAGE):
+            dx = self.x - centre_x[:, index]
+            dy = self.y - centre_y[:, index]
+            u = cos[:, index] * dx + sin[:, index] * dy
+            v = cos[:, index] * dy - sin[:, index] * dx
+            distance = signed_distance(u, v, size[:, index], proportion[:, index])
+            coverage = torch.sigmoid(distance.neg_().div_(self.edge)).unsqueeze(1)
+            image.lerp_(colour[:, index].expand_as(image), coverage)
+        return image
+
+
+def make_deadleaves(options: GeneratorOptions) -> DeadLeaves:
+    resolution = options.resolution or DEFAULT_RESOLUTION
+    if resolution < 8:
+        raise GeneratorError(f"The deadleaves generator needs a resolution of at least 8 pixels, "
+                             f"not {resolution}.")
+    return DeadLeaves(resolution, options.device)

@@ -1,0 +1,249 @@
+"""The batch job: render this process's shards, encode and write them while the next batch renders.
+
+Shard s holds anchors [s * groups_per_shard, (s + 1) * groups_per_shard). A process owns the shards
+whose index modulo ``Partition.count`` is ``Partition.index``; shards that already have a record
+are skipped, which is what makes re-running the same command a resume. Batches never cross a shard,
+so a shard's bytes do not depend on which shards ran before it.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from generate.generators import Generator
+from generate.sampling import ViewSpec, anchor_class, sample_latents
+from shards.manifest import (complete_manifest, read_record, recipe_id, shard_indices_on_disk,
+                             write_manifest)
+from shards.schema import MANIFEST_NAME, SHARD_PATTERN, Group, ShardSetError
+from shards.writer import TEMP_SUFFIX, ShardWriter
+
+MAX_PENDING_BATCHES = 4  # encoded-but-unwritten batches held in memory, whatever the set size
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    generator: str  # as given to --generator: a registered name or package.module:factory
+    n_anchors: int
+    views: ViewSpec
+    classes: list[int]  # sorted class indices; [] for unconditional generators
+    seed: int
+    image_size: int
+    quality: int
+    groups_per_shard: int
+    batch_size: int
+    out: Path
+
+    @property
+    def shard_count(self) -> int:
+        return -(-self.n_anchors // self.groups_per_shard)
+
+    def shard_anchors(self, shard: int) -> range:
+        start = shard * self.groups_per_shard
+        return range(start, min(start + self.groups_per_shard, self.n_anchors))
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Which shards this process writes: those with index % count == index."""
+
+    index: int = 0
+    count: int = 1
+
+    def owns(self, shard: int) -> bool:
+        return shard % self.count == self.index
+
+
+def build_recipe(generator: Generator, config: JobConfig) -> dict[str, Any]:
+    """Everything that decides the set's content; its hash is the set id."""
+    return {
+        "kind": "synthetic",
+        "groups": config.n_anchors,
+        "views": config.views.views,
+        "image": {"codec": "jpeg", "quality": config.quality, "size": config.image_size},
+        "generator": {
+            "name": config.generator,
+            "weights_sha256": getattr(generator, "weights_sha256", None),
+            "latent_dim": generator.latent_dim,
+            "num_classes": generator.num_classes,
+            "resolution": generator.resolution,
+            "truncation": config.views.truncation,
+        },
+        "view_method": config.views.as_manifest(),
+        "classes": list(getattr(generator, "class_names", None)
+                        or [str(index) for index in range(generator.num_classes)]),
+        "class_subset": config.classes,
+        "seed": config.seed,
+        "groups_per_shard": config.groups_per_shard,
+    }
+
+
+def check_output_folder(out: Path, set_id: str) -> bool:
+    """Refuse a folder that holds anything but this set; True when this set is already complete."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise ShardSetError(f"--out {out} exists and is not a folder.")
+    foreign = sorted(path.name for path in out.iterdir() if not _belongs_to_a_set(path.name))
+    if foreign:
+        raise ShardSetError(f"--out {out} holds files that are not part of a shard set "
+                            f"({', '.join(foreign[:3])}); choose an empty or new folder.")
+    manifest_path = out / MANIFEST_NAME
+    if manifest_path.is_file():
+        existing = json.loads(manifest_path.read_text()).get("set_id")
+        if existing != set_id:
+            raise _different_set(out, existing, set_id)
+        return True
+    for shard in shard_indices_on_disk(out):
+        record = read_record(out, shard)
+        if record is not None and record.get("set_id") != set_id:
+            raise _different_set(out, record.get("set_id"), set_id)
+    return False
+
+
+def _belongs_to_a_set(name: str) -> bool:
+    name = name.removesuffix(TEMP_SUFFIX)
+    return (name == MANIFEST_NAME or SHARD_PATTERN.match(name) is not None
+            or SHARD_PATTERN.match(name.removesuffix(".json") + ".tar") is not None)
+
+
+def _different_set(out: Path, existing: str | None, wanted: str) -> ShardSetError:
+    return ShardSetError(f"--out {out} holds a different shard set (set id {existing}; these "
+                         f"settings make {wanted}): refusing to mix them, choose another --out.")
+
+
+def is_committed(out: Path, shard: int, set_id: str) -> bool:
+    record = read_record(out, shard)
+    tar = out / f"shard-{shard:06d}.tar"
+    return (record is not None and record.get("set_id") == set_id and tar.is_file()
+            and tar.stat().st_size == record["bytes"])
+
+
+def render(generator: Generator, latents: np.ndarray, classes: np.ndarray | None,
+           image_size: int, device: torch.device) -> torch.Tensor:
+    """uint8 images [N, 3, S, S] on the CPU, resized on the device when the generator's size differs."""
+    z = torch.from_numpy(latents).to(device)
+    labels = torch.from_numpy(classes).to(device) if classes is not None else None
+    with torch.inference_mode():
+        images = generator(z, labels)
+        if images.shape[-1] != image_size or images.shape[-2] != image_size:
+            images = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
+                                   antialias=True, align_corners=False)
+            images = images.round().clamp(0, 255).to(torch.uint8)
+    return images.cpu()
+
+
+def encode_jpeg(image: torch.Tensor, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+class ShardAssembler:
+    """Collects encoded views in order and adds each group to the shard once its views are all in."""
+
+    def __init__(self, writer: ShardWriter, config: JobConfig, anchors: range,
+                 latents: list[np.ndarray], classes: list[int | None]):
+        self.writer, self.config = writer, config
+        self.anchors, self.latents, self.classes = anchors, latents, classes
+        self.views: list[bytes] = []
+        self.next_group = 0
+
+    def add_batch(self, images: torch.Tensor) -> None:
+        self.views.extend(encode_jpeg(image, self.config.quality) for image in images)
+        per_group = self.config.views.views
+        while len(self.views) >= per_group:
+            self.writer.add(self._group(self.next_group, self.views[:per_group]))
+            del self.views[:per_group]
+            self.next_group += 1
+
+    def _group(self, position: int, views: list[bytes]) -> Group:
+        anchor, label = self.anchors[position], self.classes[position]
+        spec = self.config.views
+        meta = {"anchor": anchor, "class": label, "truncation": spec.truncation,
+                "view_method": spec.as_manifest()}
+        return Group(anchor=anchor, views=views, latents=self.latents[position], label=label,
+                     meta=meta)
+
+
+def render_shards(generator: Generator, config: JobConfig, shards: list[int], set_id: str,
+                  device: torch.device, progress: tqdm) -> None:
+    """Render shards in order on the device; a single writer thread encodes and commits them."""
+    pending: collections.deque[Future] = collections.deque()
+    per_group = config.views.views
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer_thread:
+        try:
+            for shard in shards:
+                anchors = config.shard_anchors(shard)
+                latents = [sample_latents(config.seed, anchor, generator.latent_dim, config.views)
+                           for anchor in anchors]
+                classes = [anchor_class(config.seed, anchor, config.classes) if config.classes
+                           else None for anchor in anchors]
+                writer = ShardWriter(config.out, shard, set_id)
+                assembler = ShardAssembler(writer, config, anchors, latents, classes)
+                all_latents = np.concatenate(latents)
+                all_classes = (np.repeat(np.asarray(classes, dtype=np.int64), per_group)
+                               if config.classes else None)
+                for start in range(0, len(all_latents), config.batch_size):
+                    batch = slice(start, start + config.batch_size)
+                    images = render(generator, all_latents[batch],
+                                    all_classes[batch] if all_classes is not None else None,
+                                    config.image_size, device)
+                    pending.append(writer_thread.submit(assembler.add_batch, images))
+                    progress.update(len(images) / per_group)
+                    progress.set_postfix(images_per_s=_images_per_second(progress, per_group))
+                    while len(pending) > MAX_PENDING_BATCHES:
+                        pending.popleft().result()
+                pending.append(writer_thread.submit(writer.commit))
+            while pending:
+                pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _images_per_second(progress: tqdm, per_group: int) -> str:
+    rate = progress.format_dict.get("rate") or 0.0
+    return f"{rate * per_group:.1f}"
+
+
+def finish_if_complete(config: JobConfig, recipe: dict[str, Any], command: list[str]) -> bool:
+    """Write the manifest once every planned shard has a record of this set; True when written."""
+    set_id = recipe_id(recipe)
+    records = [read_record(config.out, shard) for shard in range(config.shard_count)]
+    if any(record is None or record.get("set_id") != set_id for record in records):
+        return False
+    write_manifest(config.out, complete_manifest(recipe, records, command))
+    for leftover in config.out.glob(f"*{TEMP_SUFFIX}"):  # from processes killed mid-shard
+        leftover.unlink(missing_ok=True)
+    return True
+
+
+def run_job(generator: Generator, config: JobConfig, partition: Partition, command: list[str],
+            device: torch.device, show_progress: bool = True) -> bool:
+    """Write this process's missing shards, then the manifest if the set is complete.
+
+    Returns True when the set is complete (now or already)."""
+    recipe = build_recipe(generator, config)
+    set_id = recipe_id(recipe)
+    if check_output_folder(config.out, set_id):
+        return True
+    config.out.mkdir(parents=True, exist_ok=True)
+    todo = [shard for shard in range(config.shard_count)
+            if partition.owns(shard) and not is_committed(config.out, shard, set_id)]
+    groups = sum(len(config.shard_anchors(shard)) for shard in todo)
+    with tqdm(total=groups, unit="group", disable=not show_progress, dynamic_ncols=True,
+              desc=f"shards {len(todo)}") as progress:
+        render_shards(generator, config, todo, set_id, device, progress)
+    return finish_if_complete(config, recipe, command)

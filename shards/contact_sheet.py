@@ -1,0 +1,91 @@
+"""A contact sheet of a shard set: one row per group, the anchor then its views, labelled.
+
+Layout (pixels): a label column of LABEL_WIDTH on the left, then the K views as square thumbnails,
+MARGIN apart and around the edge; so a sheet of n groups is
+(LABEL_WIDTH + K * (thumb + MARGIN) + MARGIN) wide and (MARGIN + n * (thumb + MARGIN)) high.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from shards.reader import ShardSet, open_set
+from shards.schema import Group, ShardSetError
+
+LABEL_WIDTH = 150
+MARGIN = 4
+FONT_SIZE = 12
+BACKGROUND = (255, 255, 255)
+TEXT = (0, 0, 0)
+
+
+def make_contact_sheet(location: str | Path, out: str | Path, *, groups: int = 8, start: int = 0,
+                       thumb_size: int = 96) -> Path:
+    """Draw groups start..start+groups-1 of a set and save the sheet as a PNG at ``out``."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ShardSetError(f"Cannot write {out}: the folder {out.parent} does not exist.")
+    sheet = contact_sheet(open_set(str(location)), groups=groups, start=start, thumb_size=thumb_size)
+    sheet.save(out, format="PNG")
+    return out
+
+
+def contact_sheet(shard_set: ShardSet, *, groups: int, start: int, thumb_size: int) -> Image.Image:
+    if groups < 1 or thumb_size < 1:
+        raise ShardSetError("The number of groups and the thumbnail size must be positive.")
+    if not 0 <= start < shard_set.groups:
+        raise ShardSetError(f"The set has anchors 0..{shard_set.groups - 1}; there is no group {start}.")
+    shown = read_groups(shard_set, start, min(groups, shard_set.groups - start))
+    cell = thumb_size + MARGIN
+    sheet = Image.new("RGB", (LABEL_WIDTH + shard_set.views * cell + MARGIN, MARGIN + len(shown) * cell),
+                      BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=FONT_SIZE)
+    for row, group in enumerate(shown):
+        top = MARGIN + row * cell
+        for line, text in enumerate(row_label(shard_set, group)):
+            draw.text((MARGIN, top + line * (FONT_SIZE + 4)), fit_text(draw, text, font), fill=TEXT, font=font)
+        for view, data in enumerate(group.views):
+            sheet.paste(thumbnail(data, thumb_size), (LABEL_WIDTH + view * cell, top))
+    return sheet
+
+
+def read_groups(shard_set: ShardSet, start: int, count: int) -> list[Group]:
+    """Groups start..start+count-1, read from the shards that hold them only."""
+    stop = start + count
+    urls = [url for url, row in zip(shard_set.urls, shard_set.shard_rows)
+            if row["last_anchor"] >= start and row["first_anchor"] < stop]
+    shown = []
+    for group in shard_set.pipeline(urls, split_by_node=False, split_by_worker=False):
+        if start <= group.anchor < stop:
+            shown.append(group)
+        if len(shown) == count:
+            break
+    return shown
+
+
+def row_label(shard_set: ShardSet, group: Group) -> list[str]:
+    lines = [f"anchor {group.anchor}"]
+    if group.label is not None:
+        lines.append(shard_set.class_names[group.label])
+    if shard_set.views > 1:
+        lines.append(f"then {shard_set.views - 1} views")
+    return lines
+
+
+def fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> str:
+    """The text, shortened with an ellipsis to fit the label column."""
+    room = LABEL_WIDTH - 2 * MARGIN
+    if draw.textlength(text, font=font) <= room:
+        return text
+    while text and draw.textlength(text + "…", font=font) > room:
+        text = text[:-1]
+    return text + "…"
+
+
+def thumbnail(data: bytes, size: int) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return ImageOps.fit(image.convert("RGB"), (size, size), method=Image.Resampling.BICUBIC)

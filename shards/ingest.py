@@ -1,0 +1,263 @@
+"""Ingesting an ImageFolder of real photos (FOLDER/CLASS/IMAGE) as a shard set of kind "real", K = 1.
+
+The order depends on the folder and the seed alone: files sorted by class folder then path, the
+ones that do not decode dropped (decided up front, by the same decoding the writer does), then
+permuted with the seed so every shard mixes classes. A group's anchor is its position in that
+order, so a rerun resumes with the same anchors and writes byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import re
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from shards.manifest import complete_manifest, read_record, recipe_id, write_manifest
+from shards.schema import MANIFEST_NAME, Group, ShardSetError, shard_name
+from shards.writer import ShardWriter
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+RECORD_PATTERN = re.compile(r"^shard-(\d{6})\.json$")
+IN_FLIGHT_PER_WORKER = 4  # images decoded ahead of the writer, per worker thread
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    path: Path
+    relative: str  # POSIX path below the ingested folder, as recorded in the set
+    label: int
+
+
+@dataclass
+class IngestPlan:
+    classes: list[str]
+    images: list[SourceImage]  # in anchor order
+    skipped: list[str]  # relative paths of files that are not readable images, sorted
+
+
+@dataclass
+class IngestReport:
+    location: Path
+    set_id: str
+    groups: int
+    classes: int
+    shards_written: int
+    shards_kept: int
+    skipped: list[str]
+
+
+def ingest_folder(folder: str | Path, out: str | Path, *, image_size: int, quality: int = 95,
+                  groups_per_shard: int = 1000, seed: int = 0, workers: int | None = None,
+                  command: list[str] | None = None, progress: bool = False) -> IngestReport:
+    """Write (or resume writing) the shard set of an ImageFolder; user mistakes raise ShardSetError."""
+    _check_options(image_size, quality, groups_per_shard, seed, workers)
+    folder, out = Path(folder), Path(out)
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        plan = plan_ingest(folder, image_size, seed, pool, workers, progress)
+        recipe = ingest_recipe(plan, str(folder), image_size, quality, seed, groups_per_shard)
+        set_id = recipe_id(recipe)
+        check_destination(out, folder, set_id)
+        out.mkdir(parents=True, exist_ok=True)
+        spans = shard_spans(len(plan.images), groups_per_shard)
+        pending = [index for index in range(len(spans)) if not _committed(out, index, set_id)]
+        encode = partial(encode_image, size=image_size, quality=quality)
+        _write_shards(plan, out, set_id, spans, pending, encode, pool, workers, progress)
+    if pending or not (out / MANIFEST_NAME).is_file():
+        records = [read_record(out, index) for index in range(len(spans))]
+        write_manifest(out, complete_manifest(recipe, records, command or []))
+    return IngestReport(location=out, set_id=set_id, groups=len(plan.images), classes=len(plan.classes),
+                        shards_written=len(pending), shards_kept=len(spans) - len(pending),
+                        skipped=plan.skipped)
+
+
+def _check_options(image_size: int, quality: int, groups_per_shard: int, seed: int,
+                   workers: int | None) -> None:
+    if image_size < 1:
+        raise ShardSetError(f"The image size must be a positive number of pixels, not {image_size}.")
+    if not 1 <= quality <= 100:
+        raise ShardSetError(f"The JPEG quality must be between 1 and 100, not {quality}.")
+    if groups_per_shard < 1:
+        raise ShardSetError(f"Groups per shard must be at least 1, not {groups_per_shard}.")
+    if seed < 0:
+        raise ShardSetError(f"The seed must be a non-negative integer, not {seed}.")
+    if workers is not None and workers < 1:
+        raise ShardSetError(f"The number of workers must be at least 1, not {workers}.")
+
+
+def list_folder(folder: Path) -> tuple[list[str], list[SourceImage], list[str]]:
+    """Class names (sorted sub-folders), candidate images in (class, path) order, and other files."""
+    if not folder.is_dir():
+        raise ShardSetError(f"{folder} is not a folder.")
+    classes = sorted(entry.name for entry in folder.iterdir()
+                     if entry.is_dir() and not entry.name.startswith("."))
+    if not classes:
+        raise ShardSetError(f"{folder} has no class sub-folders; ingest expects FOLDER/CLASS/IMAGE files.")
+    candidates, others = [], []
+    for label, name in enumerate(classes):
+        for path in _files_below(folder / name):
+            relative = path.relative_to(folder).as_posix()
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                candidates.append(SourceImage(path, relative, label))
+            else:
+                others.append(relative)
+    return classes, candidates, others
+
+
+def _files_below(directory: Path) -> list[Path]:
+    """Every file below a class folder, hidden ones (.DS_Store, .git) left out, sorted by path."""
+    files = []
+    for root, folders, names in os.walk(directory, followlinks=True):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files.extend(Path(root) / name for name in names if not name.startswith("."))
+    return sorted(files, key=lambda path: path.relative_to(directory).as_posix())
+
+
+def plan_ingest(folder: Path, image_size: int, seed: int, pool: Executor, workers: int,
+                progress: bool = False) -> IngestPlan:
+    """Which files become groups, and in which order (the anchor order)."""
+    classes, candidates, others = list_folder(folder)
+    check = partial(_decodes, size=image_size)
+    readable = list(tqdm(ordered_map(pool, check, [image.path for image in candidates],
+                                     IN_FLIGHT_PER_WORKER * workers),
+                         total=len(candidates), desc="check", unit="img", disable=not progress))
+    images = [image for image, ok in zip(candidates, readable) if ok]
+    skipped = sorted(others + [image.relative for image, ok in zip(candidates, readable) if not ok])
+    if not images:
+        raise ShardSetError(f"{folder} holds no readable image in its class folders "
+                            f"({len(skipped)} files skipped).")
+    order = np.random.default_rng(seed).permutation(len(images))
+    return IngestPlan(classes=classes, images=[images[i] for i in order], skipped=skipped)
+
+
+def square_rgb(path: Path, size: int) -> Image.Image:
+    """The image upright (EXIF orientation), in RGB, its shorter side scaled to size, centre-cropped."""
+    with Image.open(path) as image:
+        image.draft("RGB", (size, size))  # JPEG: decode at the smallest DCT scale still >= size
+        upright = ImageOps.exif_transpose(image)
+    return ImageOps.fit(upright.convert("RGB"), (size, size), method=Image.Resampling.BICUBIC)
+
+
+def encode_image(image: SourceImage, size: int, quality: int) -> bytes:
+    try:
+        square = square_rgb(image.path, size)
+    except Exception:  # it decoded while planning, so the file changed under us
+        raise ShardSetError(f"{image.relative} could not be read any more; rerun the same command "
+                            "to plan the set anew.") from None
+    buffer = io.BytesIO()
+    square.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _decodes(path: Path, size: int) -> bool:
+    try:
+        square_rgb(path, size)
+    except Exception:  # Pillow raises many types for damaged or foreign files; each means "skip it"
+        return False
+    return True
+
+
+def ingest_recipe(plan: IngestPlan, source: str, image_size: int, quality: int, seed: int,
+                  groups_per_shard: int) -> dict[str, Any]:
+    """Everything that decides the set's bytes; its hash is the set id."""
+    listing = "".join(f"{image.relative}\t{image.path.stat().st_size}\n" for image in plan.images)
+    return {
+        "kind": "real",
+        "groups": len(plan.images),
+        "views": 1,
+        "image": {"codec": "jpeg", "quality": quality, "size": image_size},
+        "generator": None,
+        "view_method": {"name": "none"},
+        "classes": plan.classes,
+        "class_subset": sorted({image.label for image in plan.images}),
+        "seed": seed,
+        "groups_per_shard": groups_per_shard,
+        "source": source,
+        # names and sizes of the ingested files: a changed folder is a different set, never resumed into
+        "source_files_sha256": hashlib.sha256(listing.encode("utf-8")).hexdigest(),
+        "skipped": plan.skipped,
+    }
+
+
+def check_destination(out: Path, folder: Path, set_id: str) -> None:
+    """Refuse an output folder inside the source, or one holding another set (before writing anything)."""
+    if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
+        raise ShardSetError(f"The output folder {out} must not be inside the ingested folder {folder}.")
+    if out.exists() and not out.is_dir():
+        raise ShardSetError(f"{out} exists and is not a folder.")
+    if not out.is_dir():
+        return
+    found = [_manifest_set_id(out / MANIFEST_NAME)] if (out / MANIFEST_NAME).exists() else []
+    for path in out.iterdir():
+        if match := RECORD_PATTERN.match(path.name):
+            record = read_record(out, int(match.group(1)))
+            if record is not None:
+                found.append(str(record.get("set_id")))
+    others = sorted(set(found) - {set_id})
+    if others:
+        raise ShardSetError(f"{out} already holds a different shard set (set id {others[0]}; this ingest "
+                            f"makes {set_id}); choose another output folder.")
+
+
+def _manifest_set_id(path: Path) -> str:
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "unreadable"
+    return str(manifest.get("set_id")) if isinstance(manifest, dict) else "unreadable"
+
+
+def shard_spans(groups: int, groups_per_shard: int) -> list[tuple[int, int]]:
+    """(first anchor, end anchor) of every shard."""
+    return [(start, min(start + groups_per_shard, groups)) for start in range(0, groups, groups_per_shard)]
+
+
+def _committed(out: Path, index: int, set_id: str) -> bool:
+    record = read_record(out, index)
+    shard = out / shard_name(index)
+    return (record is not None and record.get("set_id") == set_id and shard.is_file()
+            and shard.stat().st_size == record.get("bytes"))
+
+
+def _write_shards(plan: IngestPlan, out: Path, set_id: str, spans: list[tuple[int, int]],
+                  pending: list[int], encode: Callable[[SourceImage], bytes], pool: Executor,
+                  workers: int, progress: bool) -> None:
+    anchors = [anchor for index in pending for anchor in range(*spans[index])]
+    encoded = ordered_map(pool, encode, [plan.images[anchor] for anchor in anchors],
+                          IN_FLIGHT_PER_WORKER * workers)
+    with tqdm(total=len(plan.images), initial=len(plan.images) - len(anchors), desc="ingest",
+              unit="img", disable=not progress) as bar:
+        for index in pending:
+            with ShardWriter(out, index, set_id) as writer:
+                for anchor in range(*spans[index]):
+                    image = plan.images[anchor]
+                    meta = {"anchor": anchor, "class": image.label, "source": image.relative}
+                    writer.add(Group(anchor=anchor, views=[next(encoded)], label=image.label, meta=meta))
+                    bar.update()
+                writer.commit()
+
+
+def ordered_map(pool: Executor, function: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
+    """``pool.map`` that keeps at most ``window`` items in flight, so memory stays bounded."""
+    items = iter(items)
+    in_flight = deque(pool.submit(function, item) for item in itertools.islice(items, window))
+    while in_flight:
+        result = in_flight.popleft().result()
+        in_flight.extend(pool.submit(function, item) for item in itertools.islice(items, 1))
+        yield result

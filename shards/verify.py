@@ -1,0 +1,176 @@
+"""Checking a finished shard set against its manifest: every shard's bytes, hash, groups and samples.
+
+Each shard is read once as a stream: the bytes feed the sha256 while webdataset's own tar iterator
+and key grouping (the reader's stages) split them into samples, which go through the reader's
+schema check. Nothing is decoded beyond that check, and nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+from tqdm import tqdm
+from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+from shards.manifest import RECORD_FIELDS, is_remote, member_location
+from shards.reader import ShardSet, open_set
+from shards.schema import MANIFEST_NAME, SHARD_PATTERN, CorruptSampleError, ShardSetError
+
+READ_BLOCK = 1 << 20
+
+
+@dataclass
+class ShardProblem:
+    shard: str
+    message: str  # one line that names the shard
+
+
+@dataclass
+class VerifyReport:
+    location: str
+    set_id: str
+    groups: int
+    shards: int
+    problems: list[ShardProblem] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+class _HashingReader:
+    """A read-only stream wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, stream: BinaryIO, name: str, on_bytes: Callable[[int], Any]):
+        self.stream = stream
+        self.name = name
+        self.on_bytes = on_bytes
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.sha256.update(data)
+        self.size += len(data)
+        self.on_bytes(len(data))
+        return data
+
+    def drain(self) -> None:
+        """Read what the tar parser left (end-of-archive padding, or bytes after an error)."""
+        while self.read(READ_BLOCK):
+            pass
+
+    def __str__(self) -> str:  # webdataset appends the stream to its error messages
+        return self.name
+
+
+def verify_set(location: str | Path, progress: bool = False) -> VerifyReport:
+    """Check every shard of a finished set; manifest errors raise ShardSetError, shard damage is reported."""
+    shard_set = open_set(str(location))
+    rows = _checked_rows(shard_set)
+    report = VerifyReport(location=shard_set.location, set_id=str(shard_set.manifest.get("set_id", "?")),
+                          groups=shard_set.groups, shards=len(rows))
+    with tqdm(total=sum(row["bytes"] for row in rows), unit="B", unit_scale=True, desc="verify",
+              disable=not progress) as bar:
+        for row in rows:
+            reason = _check_shard(shard_set, row, bar.update)
+            if reason is not None:
+                report.problems.append(ShardProblem(row["name"], reason))
+    return report
+
+
+def _checked_rows(shard_set: ShardSet) -> list[dict[str, Any]]:
+    """The manifest's shard rows, refused unless they are well formed and tile anchors 0..groups-1 in order."""
+    where = member_location(shard_set.location, MANIFEST_NAME)
+    rows = shard_set.manifest["shards"]
+    if not isinstance(rows, list) or not all(_well_formed(row) for row in rows):
+        raise ShardSetError(f"{where} has malformed shard rows (each needs a shard-NNNNNN.tar name, "
+                            "integer groups, bytes, first_anchor and last_anchor, and a sha256).")
+    next_anchor = 0
+    for row in rows:
+        first, last, groups = row["first_anchor"], row["last_anchor"], row["groups"]
+        if first != next_anchor or last - first + 1 != groups:
+            raise ShardSetError(f"{where} lists {row['name']} with anchors {first}..{last} and {groups} "
+                                f"groups, which does not continue the set at anchor {next_anchor}.")
+        next_anchor = last + 1
+    if next_anchor != shard_set.groups:
+        raise ShardSetError(f"{where} says the set has {shard_set.groups} groups but its shards hold "
+                            f"{next_anchor}.")
+    return rows
+
+
+def _well_formed(row: Any) -> bool:
+    return (isinstance(row, dict) and set(RECORD_FIELDS) <= set(row)
+            and isinstance(row["name"], str) and bool(SHARD_PATTERN.match(row["name"]))
+            and isinstance(row["sha256"], str)
+            and all(type(row[name]) is int for name in ("groups", "bytes", "first_anchor", "last_anchor")))
+
+
+def _open_shard(location: str, name: str) -> BinaryIO:
+    url = member_location(location, name)
+    if is_remote(location):
+        from webdataset import gopen
+
+        return gopen(url)
+    return open(url, "rb")
+
+
+def _check_shard(shard_set: ShardSet, row: dict[str, Any], on_bytes: Callable[[int], Any]) -> str | None:
+    """The first problem of one shard as a line naming it, or None when it matches its row."""
+    name = row["name"]
+
+    def problem(text: str) -> str:
+        return f"shard {name}: {text}"
+
+    try:
+        stream = _open_shard(shard_set.location, name)
+    except FileNotFoundError:
+        return problem("is missing.")
+    except Exception as error:  # a remote transport raises whatever it raises
+        return problem(f"could not be opened ({_first_line(error)}).")
+    with stream:
+        reader = _HashingReader(stream, name, on_bytes)
+        anchors: list[int] = []
+        content_problem = None
+        try:
+            for sample in _samples(reader):
+                anchors.append(shard_set.parse(sample).anchor)
+        except CorruptSampleError as error:
+            content_problem = str(error)
+        except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+            content_problem = problem(f"is not a readable tar ({_first_line(error)}).")
+        reader.drain()
+    if reader.size != row["bytes"]:
+        return problem(f"is {reader.size} bytes; the manifest says {row['bytes']} (truncated or replaced).")
+    if reader.sha256.hexdigest() != row["sha256"]:
+        return problem("has a sha256 that differs from the manifest (its bytes were changed).")
+    if content_problem is not None:
+        return content_problem
+    return _anchor_problem(anchors, row, problem)
+
+
+def _samples(reader: _HashingReader) -> Iterator[dict[str, Any]]:
+    """The shard's samples, split and grouped exactly as the reader's webdataset stages do."""
+    files = ({**member, "__url__": reader.name} for member in tar_file_iterator(reader))
+    return group_by_keys(files)
+
+
+def _anchor_problem(anchors: list[int], row: dict[str, Any], problem: Callable[[str], str]) -> str | None:
+    if len(anchors) != row["groups"]:
+        return problem(f"holds {len(anchors)} groups; the manifest says {row['groups']}.")
+    expected = list(range(row["first_anchor"], row["last_anchor"] + 1))
+    if anchors != expected:
+        position = next(i for i, (got, want) in enumerate(zip(anchors, expected)) if got != want)
+        return problem(f"holds anchor {anchors[position]} where anchor {expected[position]} belongs "
+                       f"(anchors must run {row['first_anchor']}..{row['last_anchor']} in order).")
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """An error's own message, without the stream and URL that webdataset appends to its args."""
+    text = str(error.args[0]) if error.args else type(error).__name__
+    return text.splitlines()[0] if text else type(error).__name__
