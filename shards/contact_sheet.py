@@ -18,6 +18,7 @@ from shards.schema import Group, ShardSetError
 LABEL_WIDTH = 150
 MARGIN = 4
 FONT_SIZE = 12
+LINE_HEIGHT = FONT_SIZE + 4
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
 
@@ -46,8 +47,8 @@ def contact_sheet(shard_set: ShardSet, *, groups: int, start: int, thumb_size: i
     font = ImageFont.load_default(size=FONT_SIZE)
     for row, group in enumerate(shown):
         top = MARGIN + row * cell
-        for line, text in enumerate(row_label(shard_set, group)):
-            draw.text((MARGIN, top + line * (FONT_SIZE + 4)), fit_text(draw, text, font), fill=TEXT, font=font)
+        for line, text in enumerate(row_label(shard_set, group)[:max(1, thumb_size // LINE_HEIGHT)]):
+            draw.text((MARGIN, top + line * LINE_HEIGHT), fit_text(draw, text, font), fill=TEXT, font=font)
         for view, data in enumerate(group.views):
             sheet.paste(thumbnail(data, thumb_size), (LABEL_WIDTH + view * cell, top))
     return sheet
@@ -71,8 +72,6 @@ def row_label(shard_set: ShardSet, group: Group) -> list[str]:
     lines = [f"anchor {group.anchor}"]
     if group.label is not None:
         lines.append(shard_set.class_names[group.label])
-    if shard_set.views > 1:
-        lines.append(f"then {shard_set.views - 1} views")
     return lines
 
 

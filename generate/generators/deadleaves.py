@@ -20,8 +20,9 @@ from generate.generators import GeneratorError, GeneratorOptions
 LATENT_DIM = 128
 DEFAULT_RESOLUTION = 128
 SHAPES_PER_IMAGE = 32
-# Per shape: centre x, centre y, size, angle, proportion, red, green, blue; then the background.
-PARAMS_PER_SHAPE = 8
+# Per shape: centre x, centre y, size, angle, proportion, shading, red, green, blue; then the
+# background colour, which also tints every shape so that each image has its own palette.
+PARAMS_PER_SHAPE = 9
 BACKGROUND_PARAMS = 3
 # The fixed latent -> parameter map; changing this seed changes every image ever generated.
 MAPPING_SEED = 20211206
@@ -42,7 +43,7 @@ def _disk(u, v, size, proportion):
 
 def _ellipse(u, v, size, proportion):
     aspect = 0.25 + 0.4 * proportion
-    return (torch.sqrt(u * u + (v / aspect) ** 2) - size) * aspect
+    return torch.sqrt(u * u + (v / aspect) ** 2) - size
 
 
 def _square(u, v, size, proportion):
@@ -117,6 +118,7 @@ class DeadLeaves:
         projected = latents.to(self.device, torch.float32) @ self.mapping / TRUNCATED_NORMAL_STD
         params = 0.5 * (1.0 + torch.erf(projected / math.sqrt(2.0)))
         images = torch.empty(len(latents), 3, self.resolution, self.resolution, device=self.device)
+        classes = classes.to(self.device)
         for family in classes.unique().tolist():
             chosen = (classes == family).nonzero().squeeze(1)
             images[chosen] = self._render(params[chosen], SHAPE_FAMILIES[family][1])
@@ -133,10 +135,10 @@ class DeadLeaves:
         angle = (shapes[:, :, 3] - 0.5) * (2.0 * math.pi)
         cos, sin = torch.cos(angle), torch.sin(angle)
         proportion = shapes[:, :, 4]
-        # Stretch colours away from grey: the CDF of a sum is mostly mid-range.
-        colour = torch.sigmoid((shapes[:, :, 5:8, 0, 0] - 0.5) * 8.0)[..., None, None]
-        image = torch.sigmoid((background - 0.5) * 8.0)[:, :, None, None].expand(
-            count, 3, self.resolution, self.resolution).clone()
+        shading = (shapes[:, :, 5] - 0.5) * 0.8 / size  # brightness slope across the shape
+        tint = _stretch(background)[:, None, :, None, None]
+        colour = torch.lerp(tint, _stretch(shapes[:, :, 6:9, 0, 0])[..., None, None], 0.7)
+        image = tint[:, 0].expand(count, 3, self.resolution, self.resolution).clone()
         for index in range(SHAPES_PER_IMAGE):
             dx = self.x - centre_x[:, index]
             dy = self.y - centre_y[:, index]
@@ -144,8 +146,14 @@ class DeadLeaves:
             v = cos[:, index] * dy - sin[:, index] * dx
             distance = signed_distance(u, v, size[:, index], proportion[:, index])
             coverage = torch.sigmoid(distance.neg_().div_(self.edge)).unsqueeze(1)
-            image.lerp_(colour[:, index].expand_as(image), coverage)
+            brightness = (u * shading[:, index]).add_(1.0).unsqueeze(1)
+            image.lerp_(colour[:, index] * brightness, coverage)
         return image
+
+
+def _stretch(colour: torch.Tensor) -> torch.Tensor:
+    # The CDF of a projected latent is mostly mid-range: push colours away from grey.
+    return torch.sigmoid((colour - 0.5) * 6.0)
 
 
 def make_deadleaves(options: GeneratorOptions) -> DeadLeaves:

@@ -1,0 +1,138 @@
+"""``python -m shards``: describe, verify, look at and ingest shard sets."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shards.console import exit_with, reports_errors
+from shards.contact_sheet import make_contact_sheet
+from shards.ingest import ingest_folder
+from shards.reader import ShardSet, open_set
+from shards.verify import verify_set
+
+NAMES_SHOWN = 5  # class names and skipped files listed before "and N more"
+
+
+@click.group(help="Inspect, verify, view and ingest genviews shard sets.")
+def cli() -> None:
+    pass
+
+
+@cli.command(help="Describe a finished shard set from its manifest.")
+@click.argument("location", metavar="SET")
+@reports_errors()
+def info(location: str) -> None:
+    for line in describe(open_set(location)):
+        click.echo(line)
+
+
+@cli.command(short_help="Check every shard against the manifest.",
+             help="Check every shard of a set against its manifest: size, sha256, groups and samples.")
+@click.argument("location", metavar="SET")
+@reports_errors()
+def verify(location: str) -> None:
+    report = verify_set(location, progress=True)
+    for problem in report.problems:
+        click.echo(problem.message)
+    if not report.intact:
+        exit_with(f"{len(report.problems)} of {report.shards} shards of {location} are damaged or missing.", 1)
+    click.echo(f"{location} is intact: {report.groups} groups in {report.shards} shards.")
+
+
+@cli.command(short_help="Draw a contact sheet PNG of some groups.",
+             help="Draw a contact sheet PNG: one row per group, the anchor and then its views.")
+@click.argument("location", metavar="SET")
+@click.option("--groups", default=8, show_default=True, help="How many groups (rows) to draw.")
+@click.option("--start", default=0, show_default=True, help="Anchor index of the first group drawn.")
+@click.option("--out", default="sheet.png", show_default=True, help="Where to write the PNG.")
+@click.option("--thumb-size", default=96, show_default=True, help="Side of each thumbnail in pixels.")
+@reports_errors()
+def show(location: str, groups: int, start: int, out: str, thumb_size: int) -> None:
+    written = make_contact_sheet(location, out, groups=groups, start=start, thumb_size=thumb_size)
+    click.echo(f"Wrote {written}.")
+
+
+@cli.command(short_help="Turn an ImageFolder of photos into a shard set.",
+             help="Turn an ImageFolder of real photos (FOLDER/CLASS/IMAGE) into a shard set with one view "
+                  "per group in OUT; rerunning the same command resumes.")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--image-size", type=int, required=True,
+              help="Side of the square images: the shorter side is scaled to it, then centre-cropped.")
+@click.option("--quality", default=95, show_default=True, help="JPEG quality of the re-encoded images.")
+@click.option("--groups-per-shard", default=1000, show_default=True, help="Images per shard file.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the permutation that mixes classes.")
+@click.option("--workers", type=int, default=None,
+              help="Threads that decode, resize and encode images (default: CPU count, at most 8).")
+@reports_errors()
+def ingest(folder: Path, out: Path, image_size: int, quality: int, groups_per_shard: int, seed: int,
+           workers: int | None) -> None:
+    report = ingest_folder(folder, out, image_size=image_size, quality=quality,
+                           groups_per_shard=groups_per_shard, seed=seed, workers=workers,
+                           command=["python", "-m", "shards", *sys.argv[1:]], progress=True)
+    if report.skipped:
+        click.echo(f"warning: skipped {len(report.skipped)} files that are not readable images: "
+                   f"{listing(report.skipped)}.", err=True)
+    click.echo(f"{out}: {report.groups} groups of {report.classes} classes in "
+               f"{report.shards_written + report.shards_kept} shards ({report.shards_written} written, "
+               f"{report.shards_kept} already there); set id {report.set_id}.")
+
+
+def describe(shard_set: ShardSet) -> list[str]:
+    """The manifest in a few lines."""
+    manifest = shard_set.manifest
+    rows = shard_set.shard_rows
+    megabytes = sum(row.get("bytes", 0) for row in rows) / 1e6
+    image = manifest["image"]
+    made_by = manifest.get("provenance", {})
+    lines = [
+        f"set          {shard_set.location} (set id {manifest.get('set_id', '?')})",
+        f"kind         {shard_set.kind}: {shard_set.groups} groups x {shard_set.views} views",
+        describe_origin(manifest),
+        f"view method  {describe_method(manifest.get('view_method') or {})}",
+        f"classes      {describe_classes(manifest)}",
+        f"images       {image.get('codec', '?')} quality {image.get('quality', '?')}, "
+        f"{image.get('size', '?')} px",
+        f"shards       {len(rows)} of up to {manifest['groups_per_shard']} groups, {megabytes:.1f} MB",
+        f"seed         {manifest.get('seed', '?')}",
+        f"created by   genviews {made_by.get('package_version', '?')} "
+        f"(git {made_by.get('git_commit', '?')}, torch {made_by.get('torch_version', '?')})",
+    ]
+    return lines
+
+
+def describe_origin(manifest: dict[str, Any]) -> str:
+    generator = manifest.get("generator")
+    if generator:
+        return (f"generator    {generator.get('name', '?')} (latent {generator.get('latent_dim', '?')}, "
+                f"{generator.get('num_classes', '?')} classes, {generator.get('resolution', '?')} px), "
+                f"truncation {generator.get('truncation', '?')}")
+    skipped = manifest.get("skipped", [])
+    return f"source       {manifest.get('source', '?')} ({len(skipped)} files skipped)"
+
+
+def describe_method(method: dict[str, Any]) -> str:
+    params = ", ".join(f"{key}={value}" for key, value in sorted(method.items()) if key != "name")
+    return method.get("name", "?") + (f" ({params})" if params else "")
+
+
+def describe_classes(manifest: dict[str, Any]) -> str:
+    names = manifest["classes"]
+    if not names:
+        return "none (unlabelled)"
+    present = manifest.get("class_subset", range(len(names)))
+    counted = f"{len(present)} of {len(names)}" if len(present) != len(names) else f"{len(names)}"
+    return f"{counted}: {listing([names[index] for index in present])}"
+
+
+def listing(names: list[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
+def main() -> None:
+    cli(prog_name="python -m shards")

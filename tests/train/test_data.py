@@ -1,0 +1,268 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from shards import CorruptSampleError, Group, ShardWriter, open_set
+from shards.manifest import complete_manifest, recipe_id, write_manifest
+from train.augment import AugmentConfig
+from train.data import (GROUP_ID_STRIDE, DataConfigError, DataSource, build_loader, check_shared_classes,
+                        choose_views, parse_data_spec, shard_reads, steps_per_epoch)
+
+WORKER = Path(__file__).with_name("uneven_worker.py")
+TINY = AugmentConfig(crop_size=8)
+CLASSES = ["cat", "dog"]
+LATENT_DIM = 4
+BROKEN_VIEW = b"\xff\xd8 a JPEG header and then nothing decodable"
+
+
+def jpeg(rng: np.random.Generator, size: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def write_set(directory: Path, *, groups: int, views: int = 2, groups_per_shard: int = 10,
+              classes: list[str] | None = CLASSES, damage: dict[int, str] | None = None,
+              broken_positives: bool = False, size: int = 12) -> str:
+    """A finished shard set of small random JPEGs; anchor a has class a % len(classes).
+
+    ``damage`` breaks chosen anchors: "not-jpeg" (a view without JPEG header), "undecodable" (a
+    header, then garbage), "missing-view" (a view member absent). ``broken_positives`` makes every
+    view but the anchor undecodable.
+    """
+    directory.mkdir(parents=True)
+    damage = damage or {}
+    kind = "synthetic" if views > 1 else "real"
+    recipe = {"kind": kind, "groups": groups, "views": views,
+              "image": {"codec": "jpeg", "quality": 75, "size": size},
+              "generator": {"name": "test", "latent_dim": LATENT_DIM} if kind == "synthetic" else None,
+              "view_method": "gaussian" if kind == "synthetic" else "none", "classes": classes or [],
+              "class_subset": None, "seed": 0, "groups_per_shard": groups_per_shard}
+    rng = np.random.default_rng(0)
+    records = []
+    for index, first in enumerate(range(0, groups, groups_per_shard)):
+        with ShardWriter(directory, index, recipe_id(recipe)) as writer:
+            for anchor in range(first, min(first + groups_per_shard, groups)):
+                images = [jpeg(rng, size) for _ in range(views)]
+                if broken_positives:
+                    images[1:] = [BROKEN_VIEW] * (views - 1)
+                problem = damage.get(anchor)
+                if problem == "not-jpeg":
+                    images[-1] = b"GIF89a"
+                elif problem == "undecodable":
+                    images[-1] = BROKEN_VIEW
+                elif problem == "missing-view":
+                    images = images[:-1]
+                latents = rng.standard_normal((views, LATENT_DIM)).astype(np.float32) if kind == "synthetic" else None
+                label = anchor % len(classes) if classes else None
+                writer.add(Group(anchor=anchor, views=images, latents=latents, label=label, meta={"anchor": anchor}))
+            records.append(writer.commit())
+    write_manifest(directory, complete_manifest(recipe, records, ["test"]))
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("sets")
+    return {
+        "three_views": write_set(root / "three_views", groups=40, views=3),
+        "real": write_set(root / "real", groups=24, views=1, classes=None),
+        "big_a": write_set(root / "big_a", groups=200, groups_per_shard=50),
+        "big_b": write_set(root / "big_b", groups=200, groups_per_shard=50),
+        "uneven": write_set(root / "uneven", groups=24, groups_per_shard=10),  # shards of 10, 10, 4
+        "other_classes": write_set(root / "other_classes", groups=20, classes=["car", "bus"]),
+    }
+
+
+def source(location: str, weight: float = 1.0) -> DataSource:
+    return DataSource(open_set(location), weight)
+
+
+def epoch_batches(loader, epoch: int = 0) -> list:
+    return list(loader.epoch(epoch))
+
+
+# --- view choice -------------------------------------------------------------------------------
+
+def test_default_views_are_the_anchor_and_one_uniform_positive() -> None:
+    draws = [choose_views(4, 2, np.random.default_rng([3, anchor])) for anchor in range(3000)]
+    assert all(draw[0] == 0 and len(draw) == 2 for draw in draws)
+    positives = Counter(draw[1] for draw in draws)
+    assert set(positives) == {1, 2, 3}
+    assert all(abs(count - 1000) < 100 for count in positives.values()), positives
+
+
+def test_multi_positive_views_are_distinct_then_repeat_beyond_the_group() -> None:
+    for anchor in range(200):
+        chosen = choose_views(5, 3, np.random.default_rng(anchor))
+        assert chosen[0] == 0 and len(set(chosen)) == 3 and set(chosen) <= set(range(5))
+        more = choose_views(4, 6, np.random.default_rng(anchor))
+        assert more[0] == 0 and sorted(more[:4]) == [0, 1, 2, 3] and set(more[4:]) <= set(range(4))
+    assert choose_views(1, 3, np.random.default_rng(0)) == [0, 0, 0]
+
+
+def test_view_choice_depends_only_on_its_seed() -> None:
+    first = [choose_views(8, 3, np.random.default_rng([1, 0, 0, 0, anchor])) for anchor in range(50)]
+    again = [choose_views(8, 3, np.random.default_rng([1, 0, 0, 0, anchor])) for anchor in range(50)]
+    next_epoch = [choose_views(8, 3, np.random.default_rng([1, 1, 0, 0, anchor])) for anchor in range(50)]
+    assert first == again and first != next_epoch
+
+
+def test_only_the_chosen_views_are_decoded(tmp_path: Path) -> None:
+    location = write_set(tmp_path / "set", groups=16, views=3, broken_positives=True)
+    loader = build_loader([source(location)], batch_size=4, views=1, augment=TINY, num_workers=0)
+    assert sum(batch.images.shape[1] for batch in epoch_batches(loader)) == 4
+    with pytest.raises(CorruptSampleError, match="does not decode"):
+        epoch_batches(build_loader([source(location)], batch_size=4, views=2, augment=TINY, num_workers=0))
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+def test_batches_hold_views_group_ids_and_labels(sets: dict[str, str]) -> None:
+    loader = build_loader([source(sets["real"]), source(sets["three_views"])], batch_size=8, views=3,
+                          augment=AugmentConfig(crop_size=16), num_workers=0, seed=1)
+    batches = epoch_batches(loader)
+    assert len(batches) == loader.steps_per_epoch == (24 + 40) // 8
+    for batch in batches:
+        assert batch.images.shape == (8, 3, 3, 16, 16) and batch.images.dtype == torch.uint8
+        assert batch.group_ids.dtype == batch.labels.dtype == torch.int64 and batch.skipped == 0
+        set_index, anchor = batch.group_ids // GROUP_ID_STRIDE, batch.group_ids % GROUP_ID_STRIDE
+        assert set(set_index.tolist()) <= {0, 1}
+        assert torch.equal(batch.labels[set_index == 0], torch.full_like(anchor[set_index == 0], -1))
+        assert torch.equal(batch.labels[set_index == 1], anchor[set_index == 1] % 2)
+        assert bool((anchor[set_index == 0] < 24).all() and (anchor[set_index == 1] < 40).all())
+    # each view has its own augmentation, also when all come from one image (K = 1)
+    assert not torch.equal(batches[0].images[:, 0], batches[0].images[:, 1])
+
+
+def test_same_seed_and_epoch_give_the_same_batches(sets: dict[str, str]) -> None:
+    def first_batch(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = build_loader([source(sets["three_views"])], batch_size=8, augment=TINY, num_workers=1, seed=5)
+        batch = next(iter(loader.epoch(epoch)))
+        return batch.images, batch.group_ids
+
+    images, ids = first_batch(0)
+    again_images, again_ids = first_batch(0)
+    assert torch.equal(images, again_images) and torch.equal(ids, again_ids)
+    assert not torch.equal(images, first_batch(1)[0])
+
+
+def test_weighted_mix_follows_the_weights(sets: dict[str, str]) -> None:
+    loader = build_loader([source(sets["big_a"], 3.0), source(sets["big_b"], 1.0)], batch_size=16,
+                          augment=TINY, num_workers=0, seed=2)
+    ids = torch.cat([batch.group_ids for batch in epoch_batches(loader)])
+    assert len(ids) == 400
+    share_a = float((ids < GROUP_ID_STRIDE).float().mean())
+    assert abs(share_a - 0.75) < 0.07, share_a
+
+
+# --- epoch length and shard schedule -----------------------------------------------------------
+
+def test_steps_per_epoch_come_from_the_manifests(sets: dict[str, str]) -> None:
+    sources = [source(sets["three_views"]), source(sets["uneven"], 0.2)]
+    assert steps_per_epoch(sources, batch_size=4, world_size=3) == (40 + 24) // 12
+    loader = build_loader(sources, batch_size=4, augment=TINY, num_workers=0, rank=2, world_size=3)
+    assert len(loader) == 5 and len(epoch_batches(loader)) == 5
+
+
+def test_batch_larger_than_a_set_is_refused(sets: dict[str, str]) -> None:
+    with pytest.raises(DataConfigError, match="larger than the data"):
+        build_loader([source(sets["three_views"]), source(sets["real"])], batch_size=13, world_size=2)
+
+
+def test_every_rank_and_worker_reads_shards_and_each_lap_covers_the_set() -> None:
+    reads = {(rank, worker): list(zip(range(6), shard_reads(3, seed=0, epoch=0, set_index=0, rank=rank,
+                                                                world_size=2, worker=worker, num_workers=2)))
+             for rank in range(2) for worker in range(2)}
+    assert all(len(found) == 6 for found in reads.values())
+    first_lap = sorted(shard for found in reads.values() for _, (shard, lap) in found if lap == 0)
+    assert first_lap == [0, 1, 2]
+    orders = {tuple(np.random.default_rng([0, epoch, 0, 0]).permutation(3)) for epoch in range(10)}
+    assert len(orders) > 1  # the shard order changes between epochs
+
+
+def test_two_ranks_with_uneven_shards_get_equal_epochs(sets: dict[str, str], tmp_path: Path) -> None:
+    """3 shards on 2 ranks with 2 workers each: one rank has a single shard, and DDP still never hangs."""
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(WORKER), sets["uneven"], str(tmp_path)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                              env=environment | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    results = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in range(2)]
+    assert [result["steps_per_epoch"] for result in results] == [3, 3]  # 24 groups // (4 x 2)
+    assert [result["batches"] for result in results] == [[3, 3], [3, 3]]
+    assert [result["global_batch"] for result in results] == [8, 8]
+    assert all(result["anchors"] and max(result["anchors"]) < 24 for result in results)
+
+
+# --- data options ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("/data/sets/a", ("/data/sets/a", 1.0)),
+    ("/data/sets/a:0.5", ("/data/sets/a", 0.5)),
+    ("sets/b:2", ("sets/b", 2.0)),
+    ("https://host:8080/sets/a", ("https://host:8080/sets/a", 1.0)),
+    ("https://host:8080/sets/a:0.25", ("https://host:8080/sets/a", 0.25)),
+    ("http://host:8080", ("http://host:8080", 1.0)),
+    ("pipe:curl -s http://host/sets/a", ("pipe:curl -s http://host/sets/a", 1.0)),
+])
+def test_data_specs_split_off_only_a_trailing_weight(text: str, expected: tuple[str, float]) -> None:
+    assert parse_data_spec(text) == expected
+
+
+@pytest.mark.parametrize("text", ["/data/a:0", "/data/a:-1", "/data/a:inf", ":0.5"])
+def test_bad_data_specs_are_refused(text: str) -> None:
+    with pytest.raises(DataConfigError):
+        parse_data_spec(text)
+
+
+def test_label_supervision_needs_one_shared_class_list(sets: dict[str, str]) -> None:
+    assert check_shared_classes([source(sets["three_views"]), source(sets["uneven"])]) == CLASSES
+    with pytest.raises(DataConfigError, match="different class lists"):
+        check_shared_classes([source(sets["three_views"]), source(sets["other_classes"])])
+    with pytest.raises(DataConfigError, match="no class labels"):
+        check_shared_classes([source(sets["three_views"]), source(sets["real"])])
+
+
+# --- corrupt data ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("problem, workers", [("not-jpeg", 0), ("undecodable", 1), ("missing-view", 0)])
+def test_a_corrupt_sample_stops_training_naming_its_shard(tmp_path: Path, problem: str, workers: int) -> None:
+    location = write_set(tmp_path / "set", groups=30, damage={13: problem})
+    loader = build_loader([source(location)], batch_size=4, augment=TINY, num_workers=workers)
+    with pytest.raises(CorruptSampleError, match=r"shard .*shard-000001\.tar.*0000000013"):
+        epoch_batches(loader)
+
+
+def test_a_truncated_tar_stops_training_naming_its_shard(tmp_path: Path) -> None:
+    location = write_set(tmp_path / "set", groups=30)
+    shard = Path(location) / "shard-000002.tar"
+    shard.write_bytes(shard.read_bytes()[:1500])
+    loader = build_loader([source(location)], batch_size=4, augment=TINY, num_workers=1)
+    with pytest.raises(CorruptSampleError, match=r"shard-000002\.tar"):
+        epoch_batches(loader)
+
+
+def test_skip_corrupt_skips_and_counts(tmp_path: Path) -> None:
+    location = write_set(tmp_path / "set", groups=30, damage={3: "not-jpeg", 13: "undecodable", 17: "missing-view"})
+    shard = Path(location) / "shard-000002.tar"
+    shard.write_bytes(shard.read_bytes()[:1500])
+    loader = build_loader([source(location)], batch_size=4, augment=TINY, num_workers=0, skip_corrupt=True)
+    batches = epoch_batches(loader)
+    assert len(batches) == 7
+    seen = set(torch.cat([batch.group_ids for batch in batches]).tolist())
+    assert not seen & {3, 13, 17}
+    assert sum(batch.skipped for batch in batches) >= 3

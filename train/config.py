@@ -1,0 +1,117 @@
+"""Training options: one set of click flags, optionally filled from a YAML file (flags win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import yaml
+
+METHODS = ("simclr", "supcon", "multipos")
+OPTIMIZER_DEFAULTS = {  # base learning rate (per 256 images) and weight decay
+    "sgd": (0.05, 1e-4),
+    "lars": (0.3, 1e-6),
+    "adamw": (1e-3, 0.05),
+}
+# Options that may change between a run and its --resume without changing what is trained.
+OPERATIONAL = frozenset({"config", "resume", "workers", "log_every", "save_every", "out",
+                         "progress", "skip_corrupt"})
+
+
+def load_yaml_defaults(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
+    """--config FILE.yaml: its keys become the defaults of the other options, so flags still win."""
+    if path is None:
+        return None
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise click.BadParameter(f"cannot read {path} ({str(error).splitlines()[0]}).") from None
+    if not isinstance(values, dict):
+        raise click.BadParameter(f"{path} must hold a mapping of option names to values.")
+    known = {option.name for option in ctx.command.params}
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise click.BadParameter(f"{path} has unknown options {unknown}.")
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return path
+
+
+def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Attach every training flag (with one line of help each) to a click command."""
+    options = [
+        click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     callback=load_yaml_defaults, is_eager=True, expose_value=True,
+                     help="YAML file of option values; flags on the command line win."),
+        click.option("--data", multiple=True, required=True,
+                     help="Shard set (folder or URL), optionally SET:WEIGHT; repeat to mix sets."),
+        click.option("--out", type=click.Path(path_type=Path), required=True,
+                     help="Run folder: config, provenance, metrics.jsonl and checkpoints."),
+        click.option("--method", type=click.Choice(METHODS), default="simclr",
+                     help="Positives: views of a group (simclr), same class (supcon), all M views (multipos)."),
+        click.option("--backbone", default="resnet18", help="Encoder: resnet18 or resnet50."),
+        click.option("--small-images/--imagenet-stem", default=None,
+                     help="3x3 stride-1 stem without max-pool [default: on for crops of 64 px and less]."),
+        click.option("--projection-dim", type=click.IntRange(1), default=128,
+                     help="Output size of the projection MLP."),
+        click.option("--views", type=click.IntRange(2), default=2,
+                     help="Views per sample: anchor plus M-1 positives (more than 2 for multipos)."),
+        click.option("--crop-size", type=click.IntRange(8), default=None,
+                     help="RandomResizedCrop output size [default: the sets' image size]."),
+        click.option("--crop-min-scale", type=click.FloatRange(0.01, 1.0), default=0.2,
+                     help="Smallest crop area as a fraction of the image."),
+        click.option("--blur/--no-blur", default=False, help="Add Gaussian blur (p=0.5) to the augmentation."),
+        click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.1,
+                     help="Softmax temperature of the contrastive loss."),
+        click.option("--batch-size", type=click.IntRange(1), default=256, help="Samples per rank per step."),
+        click.option("--epochs", type=click.IntRange(1), default=100, help="Training epochs."),
+        click.option("--optimizer", type=click.Choice(sorted(OPTIMIZER_DEFAULTS)), default="sgd",
+                     help="SGD with momentum, LARS or AdamW."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Base learning rate per 256 images, scaled by the global batch [default: per optimizer]."),
+        click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
+                     help="Weight decay, not applied to biases and norms [default: per optimizer]."),
+        click.option("--warmup-epochs", type=click.FloatRange(min=0), default=10,
+                     help="Linear warm-up length before the cosine decay."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
+                     help="bf16 autocast (CUDA only); auto picks bf16 on CUDA and fp32 on CPU."),
+        click.option("--channels-last/--no-channels-last", default=True,
+                     help="Use the channels-last memory format on CUDA."),
+        click.option("--sync-bn/--no-sync-bn", default=False,
+                     help="Synchronise batch-norm statistics across ranks."),
+        click.option("--workers", type=click.IntRange(0), default=4, help="Data-loading processes per rank."),
+        click.option("--seed", type=int, default=0, help="Seed for views, augmentations, shuffling and weights."),
+        click.option("--save-every", type=click.IntRange(0), default=0,
+                     help="Also keep a checkpoint every N epochs (last.pt is always written)."),
+        click.option("--log-every", type=click.IntRange(1), default=10, help="Steps between metric lines."),
+        click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt."),
+        click.option("--skip-corrupt", is_flag=True,
+                     help="Skip and count corrupt samples instead of stopping at the first."),
+        click.option("--progress/--no-progress", default=True, help="Show a progress bar on rank 0."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def resolve(params: dict[str, Any], image_size: int) -> dict[str, Any]:
+    """Fill the defaults that depend on other choices; the result is what the run folder records."""
+    config = dict(params)
+    config["config"] = str(config["config"]) if config["config"] else None
+    config["out"] = str(config["out"])
+    config["data"] = list(config["data"])
+    base_lr, weight_decay = OPTIMIZER_DEFAULTS[config["optimizer"]]
+    config["lr"] = config["lr"] if config["lr"] is not None else base_lr
+    config["weight_decay"] = (config["weight_decay"] if config["weight_decay"] is not None
+                              else weight_decay)
+    config["image_size"] = image_size
+    config["crop_size"] = config["crop_size"] or image_size
+    if config["small_images"] is None:
+        config["small_images"] = config["crop_size"] <= 64
+    return config
+
+
+def training_recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """The options that decide what is trained: a resumed run must match them."""
+    return {key: value for key, value in config.items() if key not in OPERATIONAL}

@@ -1,0 +1,309 @@
+"""The training input stream: shard sets -> chosen views -> augmented views -> equal epochs.
+
+Each DataLoader worker runs one chain of small stages, webdataset style:
+
+    per set: endless shard reads (shuffled per epoch, split over ranks, then workers)
+    -> weighted mix of the sets -> shuffle buffer of encoded groups
+    -> choose views, decode only those, augment each -> batches of uint8 images
+
+Epoch interface: ``loader = build_loader(...)`` once, then ``for batch in loader.epoch(e)``. Every
+rank gets exactly ``loader.steps_per_epoch`` batches, computed from the manifests alone, because
+each rank's stream never ends (a rank with fewer shards reads them again); so DDP never waits on a
+rank that ran out. Workers persist across epochs and learn the epoch from shared memory.
+
+Randomness: shard order from (seed, epoch, lap, set); view choice from (seed, epoch, lap, set,
+anchor), where a lap is one pass of the epoch's shard order, so views never depend on worker
+order; mixing, shuffling and pixel augmentation from (seed, epoch, rank, worker).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import random
+import re
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from shards import CorruptSampleError, Group, ShardSet, ShardSetError, decode_view, open_set
+from train.augment import AugmentConfig, build_augment
+
+GROUP_ID_STRIDE = 10**10  # anchors have 10 digits, so set_index * stride + anchor never collides
+UNLABELLED = -1
+MAX_EMPTY_READS = 64  # shard reads in a row without one readable group: the set is unreadable
+
+_BARE_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*$")  # "scheme://host": a trailing ":80" is its port
+
+
+class DataConfigError(ValueError):
+    """The data options cannot make a training stream; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One shard set of the training mix and its sampling weight."""
+
+    shard_set: ShardSet
+    weight: float = 1.0
+
+    @property
+    def location(self) -> str:
+        return self.shard_set.location
+
+
+class Batch(NamedTuple):
+    images: torch.Tensor  # uint8 [B, M, 3, S, S]; the loop normalises with train.augment.normalize
+    group_ids: torch.Tensor  # int64 [B], set_index * GROUP_ID_STRIDE + anchor: unique across sets and ranks
+    labels: torch.Tensor  # int64 [B], class index, or -1 for unlabelled sets
+    skipped: int  # corrupt tars and samples this batch's worker skipped since its previous batch
+
+
+@dataclass(frozen=True)
+class StreamFailure:
+    """A worker stopped on corrupt data; travels in-band so the message reaches the loop intact."""
+
+    message: str
+
+
+def parse_data_spec(text: str) -> tuple[str, float]:
+    """``location[:weight]`` -> (location, weight). Only a trailing ``:<number>`` is a weight, so
+    URLs keep their colons (``http://host:8080`` is a port, not a weight)."""
+    location, _, tail = text.rpartition(":")
+    try:
+        weight = float(tail)
+    except ValueError:
+        location, weight = text, 1.0
+    if _BARE_HOST.match(location) and tail.isdigit():
+        location, weight = text, 1.0
+    if not location:
+        raise DataConfigError(f"--data {text!r} names no shard set.")
+    if not (math.isfinite(weight) and weight > 0):
+        raise DataConfigError(f"--data {text!r}: the weight after ':' must be a positive number.")
+    return location, weight
+
+
+def open_sources(specs: Sequence[str]) -> list[DataSource]:
+    """Open every ``location[:weight]`` (raises ShardSetError or DataConfigError with one sentence)."""
+    if not specs:
+        raise DataConfigError("Give at least one shard set to train on.")
+    sources = []
+    for spec in specs:
+        location, weight = parse_data_spec(spec)
+        sources.append(DataSource(open_set(location), weight))
+    return sources
+
+
+def check_shared_classes(sources: Sequence[DataSource]) -> list[str]:
+    """The one class list of sets mixed for label-supervised training; refuses anything else."""
+    for source in sources:
+        if source.shard_set.num_classes == 0:
+            raise DataConfigError(f"{source.location} has no class labels, so it cannot be used "
+                                  "for label-supervised training.")
+    classes = sources[0].shard_set.class_names
+    for source in sources[1:]:
+        if source.shard_set.class_names != classes:
+            raise DataConfigError(f"{sources[0].location} and {source.location} have different class "
+                                  "lists; sets mixed for label-supervised training must share one.")
+    return classes
+
+
+def steps_per_epoch(sources: Sequence[DataSource], batch_size: int, world_size: int) -> int:
+    """Batches per rank per epoch; an epoch is one pass's worth of groups (the sum over all sets),
+    whatever the weights: floor(total groups / (batch_size * world_size)), the same on every rank."""
+    global_batch = batch_size * world_size
+    for source in sources:
+        if source.shard_set.groups < global_batch:
+            raise DataConfigError(f"The batch is larger than the data: {source.location} has "
+                                  f"{source.shard_set.groups} groups, fewer than {batch_size} per "
+                                  f"process x {world_size} processes.")
+    return sum(source.shard_set.groups for source in sources) // global_batch
+
+
+def choose_views(views_in_group: int, views: int, rng: np.random.Generator) -> list[int]:
+    """The anchor (view 0), then views - 1 of the others uniformly without replacement; beyond the
+    group's K views, further draws from all K with replacement (K = 1: every view is the anchor)."""
+    chosen = [0, *rng.permutation(np.arange(1, views_in_group))[: views - 1].tolist()]
+    return chosen + rng.integers(0, views_in_group, size=views - len(chosen)).tolist()
+
+
+def view_rng(seed: int, epoch: int, lap: int, set_index: int, anchor: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, lap, set_index, anchor])
+
+
+def shard_reads(num_shards: int, *, seed: int, epoch: int, set_index: int, rank: int, world_size: int,
+                worker: int, num_workers: int) -> Iterator[tuple[int, int]]:
+    """(shard index, lap) for one worker, endlessly. All ranks see the same sequence of laps, each a
+    fresh permutation of the shards; read k goes to rank k % world_size, then to that rank's workers
+    in turn. So every rank and worker always has shards to read, even with fewer shards than them."""
+    position = 0
+    for lap in itertools.count():
+        for shard in np.random.default_rng([seed, epoch, lap, set_index]).permutation(num_shards):
+            if position % world_size == rank and (position // world_size) % num_workers == worker:
+                yield int(shard), lap
+            position += 1
+
+
+class CorruptDataPolicy:
+    """Stops on the first broken tar or sample, or (skip=True) skips it and counts it."""
+
+    def __init__(self, skip: bool):
+        self.skip = skip
+        self.skipped = 0
+
+    def handle(self, error: Exception, url: str) -> bool:
+        """A webdataset error handler: True means skip; otherwise raise with the shard named."""
+        if isinstance(error, ShardSetError):
+            message = str(error)
+        else:
+            detail = error.args[0] if error.args else type(error).__name__
+            message = f"shard {url} could not be read ({detail})."
+        if not self.skip:
+            raise CorruptSampleError(message) from None
+        self.skipped += 1
+        return True
+
+    def take_skipped(self) -> int:
+        count, self.skipped = self.skipped, 0
+        return count
+
+
+def worker_position() -> tuple[int, int]:
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+class TrainStream(IterableDataset):
+    """The per-worker stream of batches for the epoch held in ``epoch_cell`` (shared memory)."""
+
+    def __init__(self, sources: Sequence[DataSource], *, batch_size: int, views: int, augment: AugmentConfig,
+                 seed: int, rank: int, world_size: int, skip_corrupt: bool, shuffle_buffer: int):
+        super().__init__()
+        self.sources = list(sources)
+        self.batch_size = batch_size
+        self.views = views
+        self.augment = build_augment(augment)
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.shuffle_buffer = shuffle_buffer
+        self.policy = CorruptDataPolicy(skip_corrupt)
+        self.epoch_cell = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def __iter__(self) -> Iterator[Batch | StreamFailure]:
+        epoch = int(self.epoch_cell)
+        worker, num_workers = worker_position()
+        rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
+        if get_worker_info() is not None:  # in the main process the loop owns torch's generator
+            torch.manual_seed(int(rng.integers(2**63)))
+        total_groups = sum(source.shard_set.groups for source in self.sources)
+        # never hold more than this worker's share of one epoch
+        buffer = max(1, min(self.shuffle_buffer, total_groups // (self.world_size * num_workers)))
+        pipeline = wds.DataPipeline(
+            functools.partial(self.mixed_groups, epoch, worker, num_workers, rng),
+            wds.shuffle(buffer, buffer, rng=random.Random(int(rng.integers(2**63)))),
+            functools.partial(self.samples, epoch),
+            wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
+        )
+        try:
+            yield from pipeline
+        except CorruptSampleError as error:
+            yield StreamFailure(str(error))
+
+    def set_groups(self, set_index: int, epoch: int, worker: int,
+                   num_workers: int) -> Iterator[tuple[int, int, Group]]:
+        """(set_index, lap, group) of one set for this worker, endlessly."""
+        shard_set = self.sources[set_index].shard_set
+        urls = shard_set.urls
+        empty_reads = 0
+        for shard, lap in shard_reads(len(urls), seed=self.seed, epoch=epoch, set_index=set_index,
+                                      rank=self.rank, world_size=self.world_size, worker=worker,
+                                      num_workers=num_workers):
+            handler = functools.partial(self.policy.handle, url=urls[shard])
+            groups = shard_set.pipeline(urls=[urls[shard]], split_by_node=False, split_by_worker=False,
+                                        handler=handler)
+            empty_reads += 1
+            for group in groups:
+                empty_reads = 0
+                yield set_index, lap, group
+            if empty_reads >= MAX_EMPTY_READS:
+                raise CorruptSampleError(f"{shard_set.location}: {MAX_EMPTY_READS} shard reads in a row "
+                                         "gave no readable group.")
+
+    def mixed_groups(self, epoch: int, worker: int, num_workers: int,
+                     rng: np.random.Generator) -> Iterator[tuple[int, int, Group]]:
+        """Each next group comes from set i with probability weight_i / sum of weights."""
+        streams = [self.set_groups(index, epoch, worker, num_workers) for index in range(len(self.sources))]
+        weights = np.array([source.weight for source in self.sources], dtype=np.float64)
+        probabilities = weights / weights.sum()
+        while True:
+            yield next(streams[rng.choice(len(streams), p=probabilities)])
+
+    def samples(self, epoch: int,
+                groups: Iterator[tuple[int, int, Group]]) -> Iterator[tuple[torch.Tensor, int, int]]:
+        for set_index, lap, group in groups:
+            chosen = choose_views(len(group.views), self.views,
+                                  view_rng(self.seed, epoch, lap, set_index, group.anchor))
+            try:
+                decoded = {view: decode_view(group.views[view]) for view in set(chosen)}
+            except RuntimeError as error:
+                problem = CorruptSampleError(f"shard {group.source}: sample {group.anchor:010d} has a view "
+                                             f"that does not decode ({error}).")
+                self.policy.handle(problem, group.source)
+                continue
+            images = torch.stack([self.augment(decoded[view]) for view in chosen])
+            label = group.label if group.label is not None else UNLABELLED
+            yield images, set_index * GROUP_ID_STRIDE + group.anchor, label
+
+    def collate(self, samples: list[tuple[torch.Tensor, int, int]]) -> Batch:
+        images, group_ids, labels = zip(*samples)
+        return Batch(torch.stack(images), torch.tensor(group_ids, dtype=torch.int64),
+                     torch.tensor(labels, dtype=torch.int64), self.policy.take_skipped())
+
+
+class TrainLoader:
+    """``for batch in loader.epoch(e)``: exactly ``steps_per_epoch`` batches, on every rank."""
+
+    def __init__(self, stream: TrainStream, steps: int, num_workers: int, pin_memory: bool):
+        self.stream = stream
+        self.steps_per_epoch = steps
+        self.dataloader = DataLoader(stream, batch_size=None, num_workers=num_workers,
+                                     persistent_workers=num_workers > 0, pin_memory=pin_memory)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The batches of one epoch; raises CorruptSampleError naming the shard on corrupt data
+        (unless the loader skips it)."""
+        self.stream.epoch_cell.fill_(epoch)
+        batches = iter(self.dataloader)  # persistent workers restart their streams here
+        for _ in range(self.steps_per_epoch):
+            batch = next(batches)
+            if isinstance(batch, StreamFailure):
+                raise CorruptSampleError(batch.message)
+            yield batch
+
+
+def build_loader(sources: Sequence[DataSource], *, batch_size: int, views: int = 2,
+                 augment: AugmentConfig = AugmentConfig(), num_workers: int = 4, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, skip_corrupt: bool = False,
+                 shuffle_buffer: int = 1000, pin_memory: bool = False) -> TrainLoader:
+    """The training input for one rank. ``views`` (M >= 1) per sample; ``rank``/``world_size`` of
+    this process; ``skip_corrupt`` skips and counts broken tars and samples instead of stopping."""
+    if not sources:
+        raise DataConfigError("Give at least one shard set to train on.")
+    if batch_size < 1 or views < 1 or num_workers < 0 or shuffle_buffer < 1:
+        raise DataConfigError(f"Batch size ({batch_size}), views ({views}) and shuffle buffer "
+                              f"({shuffle_buffer}) must be positive and workers ({num_workers}) not negative.")
+    if not 0 <= rank < world_size:
+        raise DataConfigError(f"Rank {rank} is not within a world of {world_size} processes.")
+    steps = steps_per_epoch(sources, batch_size, world_size)
+    stream = TrainStream(sources, batch_size=batch_size, views=views, augment=augment, seed=seed, rank=rank,
+                         world_size=world_size, skip_corrupt=skip_corrupt, shuffle_buffer=shuffle_buffer)
+    return TrainLoader(stream, steps, num_workers, pin_memory)

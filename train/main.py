@@ -1,0 +1,210 @@
+"""Contrastive training on shard sets: ``torchrun --nproc-per-node N train/main.py --data SET --out RUN``.
+
+``python train/main.py ...`` runs the same code in one process. One readable loop; distributed
+set-up, logging and checkpoints live in small helpers (train/distributed.py, train/checkpoint.py).
+The run folder holds config.yaml (the resolved options), provenance.json, metrics.jsonl, last.pt
+and, with --save-every, epoch-NNNN.pt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    # Run as a script, Python puts train/ itself first on sys.path, where data.py or config.py
+    # would shadow other top-level modules; the package is imported from its parent instead.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import click
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from shards.console import reports_errors
+from shards.manifest import provenance
+from shards.writer import write_bytes_atomic, write_json_atomic
+from train import distributed
+from train.augment import AugmentConfig, AugmentConfigError, normalize
+from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from train.config import resolve, training_options, training_recipe
+from train.data import DataConfigError, build_loader, check_shared_classes, open_sources
+from train.losses import distributed_contrastive_loss
+from train.models import ModelConfigError, build_model
+from train.optim import OptimizerConfigError, build_optimizer, lr_at, scaled_lr, set_lr
+
+LAST = "last.pt"
+
+
+class RunError(Exception):
+    """The run folder or the options do not allow this run; the message is one sentence."""
+
+
+def check_method(config: dict[str, Any], sources: list) -> None:
+    if config["method"] == "supcon":
+        check_shared_classes(sources)
+    if config["method"] == "simclr" and config["views"] != 2:
+        raise RunError("simclr trains on pairs of views; use --method multipos for --views above 2.")
+
+
+def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None for a new run); refuses to overwrite or mix runs."""
+    out = Path(config["out"])
+    last = out / LAST
+    if not config["resume"]:
+        if last.exists():
+            raise RunError(f"{out} already holds a run; pass --resume to continue it or choose "
+                           "another --out.")
+        return None
+    if not last.exists():
+        raise RunError(f"--resume: {out} holds no {LAST} to continue from.")
+    state = load_checkpoint(last)
+    saved, wanted = training_recipe(state["config"]), training_recipe(config)
+    changed = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
+    if changed:
+        raise RunError(f"--resume: {out} was trained with other settings ({', '.join(changed)} "
+                       "differ); resume with the same options or choose another --out.")
+    return state
+
+
+def write_run_records(config: dict[str, Any], sources: list, resumed_step: int) -> None:
+    """config.yaml, provenance.json, and metrics.jsonl cut back to the checkpoint's step."""
+    out = Path(config["out"])
+    write_bytes_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=True).encode())
+    write_json_atomic(out / "provenance.json", {
+        **provenance(["torchrun", "train/main.py", *sys.argv[1:]]),
+        "world_size": torch.distributed.get_world_size() if distributed.is_distributed() else 1,
+        "data": [{"location": source.location, "weight": source.weight,
+                  "manifest_sha256": source.shard_set.manifest_sha256} for source in sources],
+    })
+    metrics = out / "metrics.jsonl"
+    if metrics.exists():  # a killed run may have logged steps past its last checkpoint
+        kept = [line for line in metrics.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= resumed_step]
+        write_bytes_atomic(metrics, "".join(line + "\n" for line in kept).encode())
+
+
+def autocast(config: dict[str, Any], device: torch.device) -> contextlib.AbstractContextManager:
+    bf16 = config["precision"] == "bf16" or (config["precision"] == "auto" and device.type == "cuda")
+    if bf16 and device.type != "cuda":
+        raise RunError("--precision bf16 needs a CUDA device; use fp32 on CPU.")
+    return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo) -> None:
+    device = dist_info.device
+    out = Path(config["out"])
+    resume_state = prepare_run_folder(config)
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_records(config, sources, resume_state["step"] if resume_state else 0)
+    distributed.barrier()
+
+    torch.manual_seed(config["seed"])  # the same initial weights on every rank
+    model = build_model(config["backbone"], config["small_images"], config["projection_dim"])
+    if resume_state:
+        model.load_state_dict(resume_state["model"])
+    if config["sync_bn"] and distributed.is_distributed():
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    channels_last = config["channels_last"] and device.type == "cuda"
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ddp_model = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+                 if distributed.is_distributed() else model)
+
+    world = dist_info.world_size
+    loader = build_loader(sources, batch_size=config["batch_size"], views=config["views"],
+                          augment=AugmentConfig(crop_size=config["crop_size"],
+                                                crop_scale_min=config["crop_min_scale"],
+                                                blur=config["blur"]),
+                          num_workers=config["workers"], seed=config["seed"], rank=dist_info.rank,
+                          world_size=world, skip_corrupt=config["skip_corrupt"],
+                          pin_memory=device.type == "cuda")
+    steps_per_epoch = loader.steps_per_epoch
+    total_steps = steps_per_epoch * config["epochs"]
+    warmup_steps = min(round(config["warmup_epochs"] * steps_per_epoch), total_steps)
+    peak_lr = scaled_lr(config["lr"], config["batch_size"] * world)
+    optimizer = build_optimizer(config["optimizer"], model, peak_lr, config["weight_decay"])
+    start_epoch, step = 0, 0
+    if resume_state:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        start_epoch, step = resume_state["epoch"], resume_state["step"]
+
+    precision = autocast(config, device)
+    supervised = config["method"] == "supcon"
+    progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
+                    disable=not (dist_info.is_main and config["progress"]))
+    metrics = open(out / "metrics.jsonl", "a") if dist_info.is_main else None
+    for epoch in range(start_epoch, config["epochs"]):
+        ddp_model.train()
+        window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
+        wait_start = time.perf_counter()
+        for batch in loader.epoch(epoch):
+            data_wait += time.perf_counter() - wait_start
+            images = normalize(batch.images.to(device, non_blocking=True).flatten(0, 1))
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            positives = (batch.labels if supervised else batch.group_ids).to(device)
+            labels = positives.repeat_interleave(config["views"])
+            lr = lr_at(step, total_steps, warmup_steps, peak_lr)
+            set_lr(optimizer, lr)
+            with precision:
+                embeddings = ddp_model(images)
+            loss = distributed_contrastive_loss(embeddings.float(), labels, config["temperature"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            window_images += len(images) * world
+            skipped += batch.skipped
+            if step % config["log_every"] == 0 or step % steps_per_epoch == 0:
+                mean_loss = distributed.all_reduce_mean(loss.detach()).item()
+                elapsed = time.perf_counter() - window_start
+                record = {"step": step, "epoch": epoch, "loss": mean_loss, "lr": lr,
+                          "images_per_s": window_images / elapsed,
+                          "data_wait_share": data_wait / elapsed,
+                          "skipped": int(distributed.all_reduce_mean(float(skipped)) * world)}
+                if metrics:
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                progress.set_postfix(loss=f"{mean_loss:.3f}", images_per_s=f"{record['images_per_s']:.0f}")
+                window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
+            progress.update(1)
+            wait_start = time.perf_counter()
+        if dist_info.is_main:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "epoch": epoch + 1, "step": step, "config": config}
+            save_checkpoint(out / LAST, state)
+            if config["save_every"] and (epoch + 1) % config["save_every"] == 0:
+                save_checkpoint(out / f"epoch-{epoch + 1:04d}.pt", state)
+        distributed.barrier()
+    progress.close()
+    if metrics:
+        metrics.close()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@training_options
+@reports_errors(RunError, DataConfigError, ModelConfigError, OptimizerConfigError,
+                AugmentConfigError, CheckpointError, distributed.DistributedSetupError)
+def main(**params: Any) -> None:
+    """Train a contrastive encoder (SimCLR, SupCon, multi-positive) on one or more shard sets."""
+    sources = open_sources(params["data"])
+    config = resolve(params, image_size=min(source.shard_set.image_size for source in sources))
+    check_method(config, sources)
+    dist_info = distributed.setup_distributed()
+    config["world_size"] = dist_info.world_size  # the global batch, and so the schedule, depend on it
+    try:
+        train(config, sources, dist_info)
+    finally:
+        distributed.cleanup()
+
+
+if __name__ == "__main__":
+    main(prog_name="train/main.py")
