@@ -1,0 +1,152 @@
+"""train/main.py as a user runs it: one process on CPU, real shard sets, real checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from generate.cli import main as generate_main
+from train.main import main as train_main
+from tests.cli import PLUGIN, REPO, assert_clean_failure, cli_env
+
+TRAIN = REPO / "train" / "main.py"
+FAST = ["--batch-size", "8", "--workers", "0", "--log-every", "1", "--no-progress",
+        "--warmup-epochs", "0"]
+
+
+def make_set(out: Path, generator: str = "make_conditional", anchors: int = 24) -> Path:
+    result = CliRunner().invoke(generate_main, [
+        "--generator", f"{PLUGIN}:{generator}", "--n-anchors", str(anchors), "--views", "3",
+        "--groups-per-shard", "8", "--out", str(out), "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def run_train(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], env=cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def labelled_set(tmp_path_factory) -> Path:
+    return make_set(tmp_path_factory.mktemp("data") / "labelled")
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_writes_run_folder_and_a_loadable_checkpoint(tmp_path, labelled_set):
+    result = run_train("--data", labelled_set, "--out", tmp_path / "run", "--epochs", 2, *FAST)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    metrics = read_metrics(run)
+    assert [record["step"] for record in metrics] == [1, 2, 3, 4, 5, 6]  # 24 groups / 8 per step
+    assert all(record["loss"] > 0 and record["images_per_s"] > 0 for record in metrics)
+    assert all(0 <= record["data_wait_share"] <= 1 for record in metrics)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["crop_size"] == 32 and config["small_images"] is True and config["lr"] == 0.05
+    provenance = json.loads((run / "provenance.json").read_text())
+    manifest = (labelled_set / "manifest.json").read_bytes()
+    assert provenance["data"][0]["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == 6
+    assert any(key.startswith("encoder.") for key in state["model"])
+
+
+def test_yaml_config_supplies_options_and_flags_win(tmp_path, labelled_set):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump({"data": [str(labelled_set)], "epochs": 1,
+                                           "temperature": 0.3, "batch_size": 4}))
+    result = run_train("--config", config_file, "--out", tmp_path / "run", "--batch-size", 8,
+                       "--workers", 0, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["temperature"] == 0.3 and config["batch_size"] == 8 and config["epochs"] == 1
+
+
+def test_supcon_and_multipos_train(tmp_path, labelled_set):
+    for method, views in (("supcon", 2), ("multipos", 3)):
+        result = run_train("--data", labelled_set, "--out", tmp_path / method, "--epochs", 1,
+                           "--method", method, "--views", views, *FAST)
+        assert result.returncode == 0, result.stderr
+        assert len(read_metrics(tmp_path / method)) == 3
+
+
+def test_corrupt_sample_stops_with_the_shard_name_or_is_skipped_and_counted(tmp_path, labelled_set):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in labelled_set.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    shard = broken / "shard-000001.tar"
+    data = bytearray(shard.read_bytes())
+    at = data.index(b"0000000009.latents.npy")  # damage one member's name: the sample loses it
+    data[at:at + 10] = b"0000000009"[::-1]
+    shard.write_bytes(bytes(data))
+
+    stopped = run_train("--data", broken, "--out", tmp_path / "stop", "--epochs", 1, *FAST)
+    assert_clean_failure(stopped, "shard-000001.tar")
+
+    skipped = run_train("--data", broken, "--out", tmp_path / "skip", "--epochs", 1,
+                        "--skip-corrupt", *FAST)
+    assert skipped.returncode == 0, skipped.stderr
+    assert sum(record["skipped"] for record in read_metrics(tmp_path / "skip")) >= 1
+
+
+BAD_INPUT = {
+    "unknown method": (["--method", "byol"], "byol"),
+    "unknown backbone": (["--backbone", "vgg11"], "vgg11"),
+    "missing set": (["--data", "/no/such/set"], "/no/such/set"),
+    "batch larger than data": (["--batch-size", "64"], "larger than the data"),
+    "simclr with many views": (["--views", "4"], "multipos"),
+    "bf16 on cpu": (["--precision", "bf16"], "CUDA"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_one_sentence(tmp_path, labelled_set, case):
+    flags, fragment = BAD_INPUT[case]
+    args = ["--data", labelled_set, "--out", tmp_path / "run", "--epochs", 1, "--workers", 0,
+            "--no-progress", "--batch-size", 8]
+    result = CliRunner().invoke(train_main, [*map(str, args), *flags])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert fragment in result.output
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_supcon_refuses_a_set_without_classes(tmp_path):
+    unlabelled = make_set(tmp_path / "unlabelled", generator="make_unconditional", anchors=16)
+    result = run_train("--data", unlabelled, "--out", tmp_path / "run", "--method", "supcon", *FAST)
+    assert_clean_failure(result, "no class labels")
+
+
+def test_a_manifest_of_another_version_is_refused(tmp_path, labelled_set):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in labelled_set.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["version"] = 7
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = run_train("--data", copy, "--out", tmp_path / "run", *FAST)
+    assert_clean_failure(result, "version 7")
+
+
+def test_resume_refuses_other_settings_and_a_new_run_refuses_an_old_folder(tmp_path, labelled_set):
+    run = tmp_path / "run"
+    assert run_train("--data", labelled_set, "--out", run, "--epochs", 1, *FAST).returncode == 0
+    before = (run / "last.pt").read_bytes()
+    other = run_train("--data", labelled_set, "--out", run, "--epochs", 1, "--temperature", 0.5,
+                      "--resume", *FAST)
+    assert_clean_failure(other, "temperature")
+    again = run_train("--data", labelled_set, "--out", run, "--epochs", 1, *FAST)
+    assert_clean_failure(again, "--resume")
+    assert (run / "last.pt").read_bytes() == before
