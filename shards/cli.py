@@ -97,7 +97,7 @@ def describe(shard_set: ShardSet) -> list[str]:
         f"classes      {describe_classes(manifest)}",
         f"images       {image.get('codec', '?')} quality {image.get('quality', '?')}, "
         f"{image.get('size', '?')} px",
-        f"shards       {len(rows)} of up to {manifest['groups_per_shard']} groups, {megabytes:.1f} MB",
+        f"shards       {len(rows)} ({manifest['groups_per_shard']} groups per shard), {megabytes:.1f} MB",
         f"seed         {manifest.get('seed', '?')}",
         f"created by   genviews {made_by.get('package_version', '?')} "
         f"(git {made_by.get('git_commit', '?')}, torch {made_by.get('torch_version', '?')})",

@@ -8,12 +8,14 @@ MARGIN apart and around the edge; so a sheet of n groups is
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from shards.reader import ShardSet, open_set
 from shards.schema import Group, ShardSetError
+from shards.verify import error_summary
 
 LABEL_WIDTH = 150
 MARGIN = 4
@@ -27,8 +29,8 @@ def make_contact_sheet(location: str | Path, out: str | Path, *, groups: int = 8
                        thumb_size: int = 96) -> Path:
     """Draw groups start..start+groups-1 of a set and save the sheet as a PNG at ``out``."""
     out = Path(out)
-    if not out.parent.is_dir():
-        raise ShardSetError(f"Cannot write {out}: the folder {out.parent} does not exist.")
+    if out.is_dir() or not out.parent.is_dir():
+        raise ShardSetError(f"Cannot write the sheet to {out}: give a file name in an existing folder.")
     sheet = contact_sheet(open_set(str(location)), groups=groups, start=start, thumb_size=thumb_size)
     sheet.save(out, format="PNG")
     return out
@@ -60,11 +62,15 @@ def read_groups(shard_set: ShardSet, start: int, count: int) -> list[Group]:
     urls = [url for url, row in zip(shard_set.urls, shard_set.shard_rows)
             if row["last_anchor"] >= start and row["first_anchor"] < stop]
     shown = []
-    for group in shard_set.pipeline(urls, split_by_node=False, split_by_worker=False):
-        if start <= group.anchor < stop:
-            shown.append(group)
-        if len(shown) == count:
-            break
+    try:
+        for group in shard_set.pipeline(urls, split_by_node=False, split_by_worker=False):
+            if start <= group.anchor < stop:
+                shown.append(group)
+            if len(shown) == count:
+                break
+    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+        raise ShardSetError(f"A shard of {shard_set.location} could not be read ({error_summary(error)}); "
+                            "python -m shards verify names the damaged ones.") from None
     return shown
 
 

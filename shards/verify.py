@@ -45,10 +45,9 @@ class VerifyReport:
 class _HashingReader:
     """A read-only stream wrapper that hashes and counts what passes through it."""
 
-    def __init__(self, stream: BinaryIO, name: str, on_bytes: Callable[[int], Any]):
+    def __init__(self, stream: BinaryIO, name: str):
         self.stream = stream
         self.name = name
-        self.on_bytes = on_bytes
         self.sha256 = hashlib.sha256()
         self.size = 0
 
@@ -56,7 +55,6 @@ class _HashingReader:
         data = self.stream.read(size)
         self.sha256.update(data)
         self.size += len(data)
-        self.on_bytes(len(data))
         return data
 
     def drain(self) -> None:
@@ -74,12 +72,10 @@ def verify_set(location: str | Path, progress: bool = False) -> VerifyReport:
     rows = _checked_rows(shard_set)
     report = VerifyReport(location=shard_set.location, set_id=str(shard_set.manifest.get("set_id", "?")),
                           groups=shard_set.groups, shards=len(rows))
-    with tqdm(total=sum(row["bytes"] for row in rows), unit="B", unit_scale=True, desc="verify",
-              disable=not progress) as bar:
-        for row in rows:
-            reason = _check_shard(shard_set, row, bar.update)
-            if reason is not None:
-                report.problems.append(ShardProblem(row["name"], reason))
+    for row in tqdm(rows, desc="verify", unit="shard", disable=not progress):
+        message = _check_shard(shard_set, row)
+        if message is not None:
+            report.problems.append(ShardProblem(row["name"], message))
     return report
 
 
@@ -119,7 +115,7 @@ def _open_shard(location: str, name: str) -> BinaryIO:
     return open(url, "rb")
 
 
-def _check_shard(shard_set: ShardSet, row: dict[str, Any], on_bytes: Callable[[int], Any]) -> str | None:
+def _check_shard(shard_set: ShardSet, row: dict[str, Any]) -> str | None:
     """The first problem of one shard as a line naming it, or None when it matches its row."""
     name = row["name"]
 
@@ -131,9 +127,9 @@ def _check_shard(shard_set: ShardSet, row: dict[str, Any], on_bytes: Callable[[i
     except FileNotFoundError:
         return problem("is missing.")
     except Exception as error:  # a remote transport raises whatever it raises
-        return problem(f"could not be opened ({_first_line(error)}).")
+        return problem(f"could not be opened ({error_summary(error)}).")
     with stream:
-        reader = _HashingReader(stream, name, on_bytes)
+        reader = _HashingReader(stream, name)
         anchors: list[int] = []
         content_problem = None
         try:
@@ -142,7 +138,7 @@ def _check_shard(shard_set: ShardSet, row: dict[str, Any], on_bytes: Callable[[i
         except CorruptSampleError as error:
             content_problem = str(error)
         except (tarfile.TarError, EOFError, OSError, ValueError) as error:
-            content_problem = problem(f"is not a readable tar ({_first_line(error)}).")
+            content_problem = problem(f"is not a readable tar ({error_summary(error)}).")
         reader.drain()
     if reader.size != row["bytes"]:
         return problem(f"is {reader.size} bytes; the manifest says {row['bytes']} (truncated or replaced).")
@@ -170,7 +166,7 @@ def _anchor_problem(anchors: list[int], row: dict[str, Any], problem: Callable[[
     return None
 
 
-def _first_line(error: BaseException) -> str:
+def error_summary(error: BaseException) -> str:
     """An error's own message, without the stream and URL that webdataset appends to its args."""
     text = str(error.args[0]) if error.args else type(error).__name__
     return text.splitlines()[0] if text else type(error).__name__

@@ -33,7 +33,7 @@ from train import distributed
 from train.augment import AugmentConfig, AugmentConfigError, normalize
 from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from train.config import resolve, training_options, training_recipe
-from train.data import DataConfigError, build_loader, check_shared_classes, open_sources
+from train.data import Batch, DataConfigError, build_loader, check_shared_classes, open_sources
 from train.losses import distributed_contrastive_loss
 from train.models import ModelConfigError, build_model
 from train.optim import OptimizerConfigError, build_optimizer, lr_at, scaled_lr, set_lr
@@ -96,6 +96,25 @@ def autocast(config: dict[str, Any], device: torch.device) -> contextlib.Abstrac
     return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, *,
+                  supervised: bool, temperature: float,
+                  precision: contextlib.AbstractContextManager, channels_last: bool) -> torch.Tensor:
+    """One optimisation step on a batch of B samples x M views; returns the (local) loss."""
+    device = next(model.parameters()).device
+    images = normalize(batch.images.to(device, non_blocking=True).flatten(0, 1))
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    positives = (batch.labels if supervised else batch.group_ids).to(device)
+    labels = positives.repeat_interleave(batch.images.shape[1])
+    with precision:
+        embeddings = model(images)
+    loss = distributed_contrastive_loss(embeddings.float(), labels, temperature)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo) -> None:
     device = dist_info.device
     out = Path(config["out"])
@@ -147,21 +166,13 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
         wait_start = time.perf_counter()
         for batch in loader.epoch(epoch):
             data_wait += time.perf_counter() - wait_start
-            images = normalize(batch.images.to(device, non_blocking=True).flatten(0, 1))
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            positives = (batch.labels if supervised else batch.group_ids).to(device)
-            labels = positives.repeat_interleave(config["views"])
             lr = lr_at(step, total_steps, warmup_steps, peak_lr)
             set_lr(optimizer, lr)
-            with precision:
-                embeddings = ddp_model(images)
-            loss = distributed_contrastive_loss(embeddings.float(), labels, config["temperature"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = training_step(ddp_model, optimizer, batch, supervised=supervised,
+                                 temperature=config["temperature"], precision=precision,
+                                 channels_last=channels_last)
             step += 1
-            window_images += len(images) * world
+            window_images += batch.images.shape[0] * batch.images.shape[1] * world
             skipped += batch.skipped
             if step % config["log_every"] == 0 or step % steps_per_epoch == 0:
                 mean_loss = distributed.all_reduce_mean(loss.detach()).item()

@@ -102,9 +102,10 @@ def _cached_files(name: str) -> tuple[Path, Path]:
         return cached[0], cached[1]
     advice = (f"download {urls[0]} as {CONFIG_FILE} and {urls[1]} as {WEIGHTS_FILE} into a "
               f"folder and pass --weights DIR")
-    if not _host_answers(urls[1]):
-        raise GeneratorError(f"The {name} weights are not in the cache {cache} and "
-                             f"{urlparse(urls[1]).hostname} cannot be reached; {advice}.")
+    failure = _probe(urls[1])
+    if failure:
+        raise GeneratorError(f"The {name} weights are not in the cache {cache} and cannot be "
+                             f"downloaded from {urlparse(urls[1]).hostname} ({failure}); {advice}.")
     try:
         return tuple(Path(file_utils.cached_path(url, cache_dir=str(cache))) for url in urls)
     except Exception as error:  # the package raises whatever requests, boto or the OS raise
@@ -121,14 +122,17 @@ def _cached_file(cache: Path, url: str) -> Path | None:
     return max(candidates, key=lambda path: path.stat().st_mtime, default=None)
 
 
-def _host_answers(url: str) -> bool:
+def _probe(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded, or None; bounded in time, unlike the package's own request."""
     import requests
 
     try:
         requests.head(url, allow_redirects=True, timeout=PROBE_TIMEOUT_S).raise_for_status()
-    except requests.RequestException:
-        return False
-    return True
+    except requests.HTTPError as error:
+        return f"HTTP {error.response.status_code}"
+    except requests.RequestException as error:
+        return type(error).__name__
+    return None
 
 
 def _load_model(package, config_path: Path, weights_path: Path) -> torch.nn.Module:

@@ -91,7 +91,7 @@ def _latent_mapping() -> torch.Tensor:
     count = SHAPES_PER_IMAGE * PARAMS_PER_SHAPE + BACKGROUND_PARAMS
     matrix = np.random.default_rng(MAPPING_SEED).standard_normal((LATENT_DIM, count))
     matrix /= np.linalg.norm(matrix, axis=0, keepdims=True)
-    return torch.from_numpy(matrix.astype(np.float32))
+    return torch.from_numpy(matrix)
 
 
 class DeadLeaves:
@@ -115,8 +115,9 @@ class DeadLeaves:
     @torch.inference_mode()
     def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
         # Normal CDF of the projected latent: a smooth map to (0, 1), uniform-ish at truncation 1.
-        projected = latents.to(self.device, torch.float32) @ self.mapping / TRUNCATED_NORMAL_STD
-        params = 0.5 * (1.0 + torch.erf(projected / math.sqrt(2.0)))
+        # Float64 so that the batch size (which changes the matmul's blocking) cannot change a byte.
+        projected = latents.to(self.device, torch.float64) @ self.mapping / TRUNCATED_NORMAL_STD
+        params = (0.5 * (1.0 + torch.erf(projected / math.sqrt(2.0)))).float()
         images = torch.empty(len(latents), 3, self.resolution, self.resolution, device=self.device)
         classes = classes.to(self.device)
         for family in classes.unique().tolist():

@@ -1,0 +1,81 @@
+"""Tiny shard sets and image folders for tests, written with the real writer and real JPEGs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from shards.manifest import complete_manifest, recipe_id, write_manifest
+from shards.schema import Group
+from shards.writer import ShardWriter
+
+CLASSES = ["apple", "banana", "cherry"]
+
+
+def view_colour(anchor: int, view: int) -> tuple[int, int, int]:
+    """A colour unique to (anchor, view) for small sets, so a drawn view can be recognised."""
+    return (30 + 37 * anchor % 200, 40 + 70 * view, 220 - 25 * anchor % 200)
+
+
+def jpeg_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (32, 32), quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def synthetic_recipe(groups: int, views: int, latent_dim: int, groups_per_shard: int) -> dict[str, Any]:
+    return {
+        "kind": "synthetic",
+        "groups": groups,
+        "views": views,
+        "image": {"codec": "jpeg", "quality": 90, "size": 32},
+        "generator": {"name": "test-colours", "weights_sha256": None, "latent_dim": latent_dim,
+                      "num_classes": len(CLASSES), "resolution": 32, "truncation": 0.7},
+        "view_method": {"name": "gaussian", "sigma": 0.2},
+        "classes": list(CLASSES),
+        "class_subset": list(range(len(CLASSES))),
+        "seed": 3,
+        "groups_per_shard": groups_per_shard,
+    }
+
+
+def synthetic_group(anchor: int, views: int, latent_dim: int) -> Group:
+    latents = np.random.default_rng([3, anchor]).standard_normal((views, latent_dim)).astype(np.float32)
+    label = anchor % len(CLASSES)
+    return Group(anchor=anchor, views=[jpeg_bytes(view_colour(anchor, v)) for v in range(views)],
+                 latents=latents, label=label,
+                 meta={"anchor": anchor, "class": label, "truncation": 0.7,
+                       "view_method": {"name": "gaussian", "sigma": 0.2}})
+
+
+def write_set(directory: Path, groups: list[Group], recipe: dict[str, Any]) -> dict[str, Any]:
+    """Write groups (in anchor order) as shards of recipe['groups_per_shard'] plus the manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    per_shard = recipe["groups_per_shard"]
+    records = []
+    for index, start in enumerate(range(0, len(groups), per_shard)):
+        with ShardWriter(directory, index, recipe_id(recipe)) as writer:
+            for group in groups[start:start + per_shard]:
+                writer.add(group)
+            records.append(writer.commit())
+    manifest = complete_manifest(recipe, records, ["tests"])
+    write_manifest(directory, manifest)
+    return manifest
+
+
+def write_synthetic_set(directory: Path, groups: int = 6, views: int = 3, latent_dim: int = 8,
+                        groups_per_shard: int = 4) -> dict[str, Any]:
+    recipe = synthetic_recipe(groups, views, latent_dim, groups_per_shard)
+    return write_set(directory, [synthetic_group(a, views, latent_dim) for a in range(groups)], recipe)
+
+
+def write_photo(path: Path, colour: tuple[int, int, int], size: tuple[int, int]) -> None:
+    """A real image file in the format its suffix names, with a gradient so resizing matters."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ramp = np.linspace(0, 60, size[0], dtype=np.float32)[None, :, None]
+    pixels = np.clip(np.array(colour, dtype=np.float32)[None, None, :] + ramp, 0, 255).astype(np.uint8)
+    Image.fromarray(np.broadcast_to(pixels, (size[1], size[0], 3)).copy()).save(path)

@@ -1,0 +1,136 @@
+"""``verify``: every shard's bytes, hash, groups and samples against the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from shards.cli import cli
+from shards.schema import MANIFEST_NAME
+from shards.verify import verify_set
+from tests.cli import assert_clean_failure, run_module
+from tests.shards.helpers import synthetic_group, synthetic_recipe, write_set, write_synthetic_set
+
+
+@pytest.fixture
+def intact(tmp_path: Path) -> Path:
+    write_synthetic_set(tmp_path / "set", groups=6, views=2, latent_dim=4, groups_per_shard=2)
+    return tmp_path / "set"
+
+
+def test_intact_set_passes_and_exits_0(intact: Path):
+    result = run_module("shards", "verify", intact)
+
+    assert result.returncode == 0, result.stderr
+    assert "intact: 6 groups in 3 shards" in result.stdout
+    assert "Traceback" not in result.stderr
+    report = verify_set(intact)
+    assert report.intact and (report.groups, report.shards) == (6, 3)
+
+
+def test_truncated_shard_is_named_and_exits_1(intact: Path):
+    shard = intact / "shard-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:1500])
+
+    result = CliRunner().invoke(cli, ["verify", str(intact)])
+
+    assert result.exit_code == 1, result.output
+    assert "shard shard-000001.tar: is 1500 bytes" in result.output and "truncated" in result.output
+    assert "shard-000000.tar" not in result.output and "shard-000002.tar" not in result.output
+    assert "1 of 3 shards" in result.output
+
+
+def test_shard_truncated_at_a_member_boundary_is_named(intact: Path):
+    # a tar cut between members still parses as a shorter tar: only the byte count and hash tell
+    shard = intact / "shard-000002.tar"
+    shard.write_bytes(shard.read_bytes()[:512 * 4])
+
+    report = verify_set(intact)
+
+    assert [problem.shard for problem in report.problems] == ["shard-000002.tar"]
+
+
+@pytest.mark.parametrize("offset", [700, 100])  # inside a JPEG view; inside the first tar header
+def test_flipped_byte_is_named(intact: Path, offset: int):
+    shard = intact / "shard-000000.tar"
+    data = bytearray(shard.read_bytes())
+    data[offset] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+    result = CliRunner().invoke(cli, ["verify", str(intact)])
+
+    assert result.exit_code == 1
+    assert "shard shard-000000.tar: has a sha256 that differs from the manifest" in result.output
+    assert "shard-000001.tar" not in result.output
+
+
+def test_missing_shard_is_named(intact: Path):
+    (intact / "shard-000002.tar").unlink()
+
+    report = verify_set(intact)
+
+    assert [problem.message for problem in report.problems] == ["shard shard-000002.tar: is missing."]
+
+
+def test_sample_that_breaks_the_schema_is_named_even_when_its_hash_matches(tmp_path: Path):
+    broken = synthetic_group(1, views=2, latent_dim=4)
+    broken.label = 9  # the set has 3 classes
+    groups = [synthetic_group(0, views=2, latent_dim=4), broken]
+    write_set(tmp_path, groups, synthetic_recipe(groups=2, views=2, latent_dim=4, groups_per_shard=1))
+
+    report = verify_set(tmp_path)
+
+    assert [problem.shard for problem in report.problems] == ["shard-000001.tar"]
+    assert "sample 0000000001 has class '9'" in report.problems[0].message
+
+
+def test_anchors_out_of_place_are_named(tmp_path: Path):
+    recipe = synthetic_recipe(groups=4, views=1, latent_dim=4, groups_per_shard=2)
+    groups = [synthetic_group(anchor, views=1, latent_dim=4) for anchor in (0, 1, 2, 5)]
+    manifest = write_set(tmp_path, groups, recipe)
+    row = manifest["shards"][1]
+    assert (row["first_anchor"], row["last_anchor"]) == (2, 5)
+    row["last_anchor"] = 3  # the row the set should have had; the shard itself holds 2 and 5
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+    report = verify_set(tmp_path)
+
+    assert len(report.problems) == 1
+    assert "shard-000001.tar: holds anchor 5 where anchor 3 belongs" in report.problems[0].message
+
+
+def test_manifest_of_unknown_version_is_one_sentence_and_exits_2(intact: Path):
+    manifest = json.loads((intact / MANIFEST_NAME).read_text())
+    (intact / MANIFEST_NAME).write_text(json.dumps({**manifest, "version": 99}))
+
+    result = run_module("shards", "verify", intact)
+
+    assert result.returncode == 2
+    assert_clean_failure(result, "version 99")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda rows: rows[:2], "says the set has 6 groups but its shards hold 4"),
+    (lambda rows: [rows[0], rows[2], rows[1]], "does not continue the set at anchor 2"),
+    (lambda rows: [{**rows[0], "name": "../outside.tar"}, *rows[1:]], "malformed shard rows"),
+    (lambda rows: [{**rows[0], "bytes": "many"}, *rows[1:]], "malformed shard rows"),
+])
+def test_manifest_whose_rows_do_not_tile_the_set_exits_2(intact: Path, change, expected):
+    manifest = json.loads((intact / MANIFEST_NAME).read_text())
+    (intact / MANIFEST_NAME).write_text(json.dumps({**manifest, "shards": change(manifest["shards"])}))
+
+    result = CliRunner().invoke(cli, ["verify", str(intact)])
+
+    assert result.exit_code == 2
+    assert expected in result.output
+
+
+def test_missing_set_exits_2(tmp_path: Path):
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path / "nowhere")])
+
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
