@@ -106,8 +106,8 @@ def parse_sample(sample: dict[str, Any], views: int, latent_dim: int | None,
     latents = None
     if latent_dim is not None:
         try:
-            latents = np.load(io.BytesIO(sample["latents.npy"]), allow_pickle=False)
-        except ValueError as error:
+            latents = np.lib.format.read_array(io.BytesIO(sample["latents.npy"]), allow_pickle=False)
+        except (ValueError, EOFError) as error:  # read_array takes .npy alone, never a zip or pickle
             raise fail(f"has unreadable latents ({error})") from None
         if latents.dtype != np.float32 or latents.shape != (views, latent_dim):
             raise fail(f"has latents {latents.dtype}{list(latents.shape)}; "
@@ -136,9 +136,39 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
                             f"version {FORMAT_VERSION} only.")
     required = ("kind", "groups", "views", "image", "classes", "shards", "groups_per_shard")
     missing = [name for name in required if name not in manifest]
-    if missing or manifest["kind"] not in KINDS:
-        raise ShardSetError(f"{where} is incomplete or malformed (missing {missing}).")
+    if missing:
+        raise ShardSetError(f"{where} is incomplete (missing {missing}).")
+    if manifest["kind"] not in KINDS:
+        raise ShardSetError(f"{where} has kind {manifest['kind']!r}; expected one of {list(KINDS)}.")
+    if not isinstance(manifest["groups"], int) or not isinstance(manifest["views"], int):
+        raise ShardSetError(f"{where} has non-integer groups or views.")
+    check_shard_rows(manifest, where)
     return manifest
+
+
+def check_shard_rows(manifest: dict[str, Any], where: str) -> None:
+    """Refuse shard rows that are malformed or do not tile anchors 0..groups-1 in order."""
+    rows = manifest["shards"]
+    if not isinstance(rows, list) or not all(_is_shard_row(row) for row in rows):
+        raise ShardSetError(f"{where} has malformed shard rows (each needs a shard-NNNNNN.tar name, "
+                            "integer groups, bytes, first_anchor and last_anchor, and a sha256).")
+    next_anchor = 0
+    for row in rows:
+        first, last, groups = row["first_anchor"], row["last_anchor"], row["groups"]
+        if first != next_anchor or last - first + 1 != groups:
+            raise ShardSetError(f"{where} lists {row['name']} with anchors {first}..{last} and {groups} "
+                                f"groups, which does not continue the set at anchor {next_anchor}.")
+        next_anchor = last + 1
+    if next_anchor != manifest["groups"]:
+        raise ShardSetError(f"{where} says the set has {manifest['groups']} groups but its shards hold "
+                            f"{next_anchor}.")
+
+
+def _is_shard_row(row: Any) -> bool:
+    return (isinstance(row, dict) and isinstance(row.get("name"), str)
+            and SHARD_PATTERN.match(row["name"]) is not None and isinstance(row.get("sha256"), str)
+            and all(isinstance(row.get(field), int)
+                    for field in ("groups", "bytes", "first_anchor", "last_anchor")))
 
 
 def latent_dim_of(manifest: dict[str, Any]) -> int | None:

@@ -16,9 +16,9 @@ from typing import Any, BinaryIO, Callable, Iterator
 from tqdm import tqdm
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from shards.manifest import RECORD_FIELDS, is_remote, member_location
+from shards.manifest import is_remote, member_location
 from shards.reader import ShardSet, open_set
-from shards.schema import MANIFEST_NAME, SHARD_PATTERN, CorruptSampleError, ShardSetError
+from shards.schema import CorruptSampleError
 
 READ_BLOCK = 1 << 20
 
@@ -69,7 +69,7 @@ class _HashingReader:
 def verify_set(location: str | Path, progress: bool = False) -> VerifyReport:
     """Check every shard of a finished set; manifest errors raise ShardSetError, shard damage is reported."""
     shard_set = open_set(str(location))
-    rows = _checked_rows(shard_set)
+    rows = shard_set.shard_rows
     report = VerifyReport(location=shard_set.location, set_id=str(shard_set.manifest.get("set_id", "?")),
                           groups=shard_set.groups, shards=len(rows))
     for row in tqdm(rows, desc="verify", unit="shard", disable=not progress):
@@ -78,32 +78,6 @@ def verify_set(location: str | Path, progress: bool = False) -> VerifyReport:
             report.problems.append(ShardProblem(row["name"], message))
     return report
 
-
-def _checked_rows(shard_set: ShardSet) -> list[dict[str, Any]]:
-    """The manifest's shard rows, refused unless they are well formed and tile anchors 0..groups-1 in order."""
-    where = member_location(shard_set.location, MANIFEST_NAME)
-    rows = shard_set.manifest["shards"]
-    if not isinstance(rows, list) or not all(_well_formed(row) for row in rows):
-        raise ShardSetError(f"{where} has malformed shard rows (each needs a shard-NNNNNN.tar name, "
-                            "integer groups, bytes, first_anchor and last_anchor, and a sha256).")
-    next_anchor = 0
-    for row in rows:
-        first, last, groups = row["first_anchor"], row["last_anchor"], row["groups"]
-        if first != next_anchor or last - first + 1 != groups:
-            raise ShardSetError(f"{where} lists {row['name']} with anchors {first}..{last} and {groups} "
-                                f"groups, which does not continue the set at anchor {next_anchor}.")
-        next_anchor = last + 1
-    if next_anchor != shard_set.groups:
-        raise ShardSetError(f"{where} says the set has {shard_set.groups} groups but its shards hold "
-                            f"{next_anchor}.")
-    return rows
-
-
-def _well_formed(row: Any) -> bool:
-    return (isinstance(row, dict) and set(RECORD_FIELDS) <= set(row)
-            and isinstance(row["name"], str) and bool(SHARD_PATTERN.match(row["name"]))
-            and isinstance(row["sha256"], str)
-            and all(type(row[name]) is int for name in ("groups", "bytes", "first_anchor", "last_anchor")))
 
 
 def _open_shard(location: str, name: str) -> BinaryIO:

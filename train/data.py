@@ -181,11 +181,13 @@ def worker_position() -> tuple[int, int]:
 class TrainStream(IterableDataset):
     """The per-worker stream of batches for the epoch held in ``epoch_cell`` (shared memory)."""
 
-    def __init__(self, sources: Sequence[DataSource], *, batch_size: int, views: int, augment: AugmentConfig,
-                 seed: int, rank: int, world_size: int, skip_corrupt: bool, shuffle_buffer: int):
+    def __init__(self, sources: Sequence[DataSource], *, batch_size: int, steps_per_epoch: int, views: int,
+                 augment: AugmentConfig, seed: int, rank: int, world_size: int, skip_corrupt: bool,
+                 shuffle_buffer: int):
         super().__init__()
         self.sources = list(sources)
         self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
         self.views = views
         self.augment = build_augment(augment)
         self.seed = seed
@@ -196,24 +198,39 @@ class TrainStream(IterableDataset):
         self.epoch_cell = torch.zeros((), dtype=torch.int64).share_memory_()
 
     def __iter__(self) -> Iterator[Batch | StreamFailure]:
-        epoch = int(self.epoch_cell)
+        """Batches from the epoch in ``epoch_cell`` on, moving to the next epoch by itself.
+
+        The DataLoader takes batches from its workers in turn, so worker w makes batches w, w + N,
+        w + 2N, ... of the run from here on; it knows which epoch each belongs to and starts that
+        epoch's stream when one ends, without waiting for the loop."""
+        first_epoch = int(self.epoch_cell)
         worker, num_workers = worker_position()
+        index = worker
+        try:
+            while True:
+                epoch = first_epoch + index // self.steps_per_epoch
+                for batch in self.epoch_batches(epoch, worker, num_workers):
+                    yield batch
+                    index += num_workers
+                    if first_epoch + index // self.steps_per_epoch != epoch:
+                        break
+        except CorruptSampleError as error:
+            yield StreamFailure(str(error))
+
+    def epoch_batches(self, epoch: int, worker: int, num_workers: int) -> Iterator[Batch]:
+        """This worker's endless batches of one epoch."""
         rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
         if get_worker_info() is not None:  # in the main process the loop owns torch's generator
             torch.manual_seed(int(rng.integers(2**63)))
         total_groups = sum(source.shard_set.groups for source in self.sources)
         # never hold more than this worker's share of one epoch
         buffer = max(1, min(self.shuffle_buffer, total_groups // (self.world_size * num_workers)))
-        pipeline = wds.DataPipeline(
+        return iter(wds.DataPipeline(
             functools.partial(self.mixed_groups, epoch, worker, num_workers, rng),
             wds.shuffle(buffer, buffer, rng=random.Random(int(rng.integers(2**63)))),
             functools.partial(self.samples, epoch),
             wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
-        )
-        try:
-            yield from pipeline
-        except CorruptSampleError as error:
-            yield StreamFailure(str(error))
+        ))
 
     def set_groups(self, set_index: int, epoch: int, worker: int,
                    num_workers: int) -> Iterator[tuple[int, int, Group]]:
@@ -267,13 +284,19 @@ class TrainStream(IterableDataset):
 
 
 class TrainLoader:
-    """``for batch in loader.epoch(e)``: exactly ``steps_per_epoch`` batches, on every rank."""
+    """``for batch in loader.epoch(e)``: exactly ``steps_per_epoch`` batches, on every rank.
 
-    def __init__(self, stream: TrainStream, steps: int, num_workers: int, pin_memory: bool):
+    Consecutive epochs share one DataLoader iterator (the workers run ahead into the next epoch);
+    any other call, such as the first one after a resume, restarts the persistent workers at ``e``.
+    """
+
+    def __init__(self, stream: TrainStream, num_workers: int, pin_memory: bool):
         self.stream = stream
-        self.steps_per_epoch = steps
+        self.steps_per_epoch = stream.steps_per_epoch
         self.dataloader = DataLoader(stream, batch_size=None, num_workers=num_workers,
                                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
+        self._batches: Iterator[Batch | StreamFailure] | None = None
+        self._next_epoch: int | None = None  # the epoch the running iterator is at the start of
 
     def __len__(self) -> int:
         return self.steps_per_epoch
@@ -281,13 +304,16 @@ class TrainLoader:
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of one epoch; raises CorruptSampleError naming the shard on corrupt data
         (unless the loader skips it)."""
-        self.stream.epoch_cell.fill_(epoch)
-        batches = iter(self.dataloader)  # persistent workers restart their streams here
+        if self._batches is None or self._next_epoch != epoch:
+            self.stream.epoch_cell.fill_(epoch)
+            self._batches = iter(self.dataloader)
+        self._next_epoch = None  # until this epoch is taken whole
         for _ in range(self.steps_per_epoch):
-            batch = next(batches)
+            batch = next(self._batches)
             if isinstance(batch, StreamFailure):
                 raise CorruptSampleError(batch.message)
             yield batch
+        self._next_epoch = epoch + 1
 
 
 def build_loader(sources: Sequence[DataSource], *, batch_size: int, views: int = 2,
@@ -304,6 +330,7 @@ def build_loader(sources: Sequence[DataSource], *, batch_size: int, views: int =
     if not 0 <= rank < world_size:
         raise DataConfigError(f"Rank {rank} is not within a world of {world_size} processes.")
     steps = steps_per_epoch(sources, batch_size, world_size)
-    stream = TrainStream(sources, batch_size=batch_size, views=views, augment=augment, seed=seed, rank=rank,
-                         world_size=world_size, skip_corrupt=skip_corrupt, shuffle_buffer=shuffle_buffer)
-    return TrainLoader(stream, steps, num_workers, pin_memory)
+    stream = TrainStream(sources, batch_size=batch_size, steps_per_epoch=steps, views=views, augment=augment,
+                         seed=seed, rank=rank, world_size=world_size, skip_corrupt=skip_corrupt,
+                         shuffle_buffer=shuffle_buffer)
+    return TrainLoader(stream, num_workers, pin_memory)

@@ -60,9 +60,9 @@ def make_biggan(name: str, options: GeneratorOptions) -> BigGANDeep:
         config_path, weights_path = _cached_files(name)
     else:
         config_path, weights_path = _folder_files(Path(options.weights))
-    model = _load_model(package, config_path, weights_path)
-    remove_spectral_norm(model)
-    return BigGANDeep(name, model.to(options.device), options.truncation, _sha256(weights_path))
+    model = _load_model(package, config_path, weights_path).to(options.device)
+    remove_spectral_norm(model)  # on the device, so that it divides exactly as eval mode would there
+    return BigGANDeep(name, model, options.truncation, _sha256(weights_path))
 
 
 def remove_spectral_norm(model: torch.nn.Module) -> None:
