@@ -3,7 +3,7 @@
 The ratio says whether the input pipeline keeps up with the model (1.0: training never waits for
 data). Without --data it renders a set with the embedded generator first.
 
-    python benchmarks/train_throughput.py [--data SET] [--backbone resnet18] [--image-size 64]
+    python -m benchmarks.train_throughput [--data SET] [--backbone resnet18] [--image-size 64]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
@@ -27,20 +27,17 @@ from train.models import build_model
 from train.optim import build_optimizer
 
 
-def images_per_second(batches: Iterable[Batch], model, optimizer, steps: int, warmup: int) -> float:
+def images_per_second(batches: Iterable[Batch], step: Callable[[Batch], torch.Tensor], steps: int,
+                      warmup: int) -> float:
     batches = iter(batches)
     for batch in itertools.islice(batches, warmup):
-        step(model, optimizer, batch)
+        step(batch)
     images, start = 0, time.perf_counter()
     for batch in itertools.islice(batches, steps):
-        step(model, optimizer, batch)
+        loss = step(batch)
         images += batch.images.shape[0] * batch.images.shape[1]
+    loss.item()  # waits for the device
     return images / (time.perf_counter() - start)
-
-
-def step(model, optimizer, batch: Batch) -> None:
-    training_step(model, optimizer, batch, supervised=False, temperature=0.1,
-                  precision=contextlib.nullcontext(), channels_last=False)
 
 
 def render_set(folder: Path, groups: int, image_size: int) -> str:
@@ -58,6 +55,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast and channels-last (CUDA)")
     parser.add_argument("--small-stem", action=argparse.BooleanOptionalAction, default=True,
                         help="the 3x3 stride-1 stem the trainer uses at 64 px and below")
     args = parser.parse_args()
@@ -67,17 +66,26 @@ def main() -> None:
         data = args.data or render_set(Path(scratch) / "set", groups, args.image_size)
         loader = build_loader(open_sources([data]), batch_size=args.batch_size, views=2,
                               augment=AugmentConfig(crop_size=args.image_size),
-                              num_workers=args.workers)
+                              num_workers=args.workers, pin_memory=args.device != "cpu")
         torch.manual_seed(0)
-        model = build_model(args.backbone, small_images=args.small_stem)
+        model = build_model(args.backbone, small_images=args.small_stem).to(args.device)
+        if args.bf16:
+            model = model.to(memory_format=torch.channels_last)
         optimizer = build_optimizer("sgd", model, lr=0.01, weight_decay=1e-4)
-        from_loader = images_per_second(loader.epoch(0), model, optimizer, args.steps, args.warmup)
-        held = next(iter(loader.epoch(1)))
-        in_memory = images_per_second(itertools.repeat(held), model, optimizer, args.steps,
-                                      args.warmup)
+        precision = (torch.autocast("cuda", dtype=torch.bfloat16) if args.bf16
+                     else contextlib.nullcontext())
 
-    stem = "small stem" if args.small_stem else "ImageNet stem"
-    print(f"\n{args.backbone} ({stem}) at {args.image_size} px, batch {args.batch_size} x 2 views, "
+        def step(batch: Batch) -> torch.Tensor:
+            return training_step(model, optimizer, batch, supervised=False, temperature=0.1,
+                                 precision=precision, channels_last=args.bf16)
+
+        from_loader = images_per_second(loader.epoch(0), step, args.steps, args.warmup)
+        held = next(iter(loader.epoch(1)))
+        in_memory = images_per_second(itertools.repeat(held), step, args.steps, args.warmup)
+
+    setup = ", ".join(["small stem" if args.small_stem else "ImageNet stem", args.device]
+                      + (["bf16, channels-last"] if args.bf16 else []))
+    print(f"\n{args.backbone} ({setup}) at {args.image_size} px, batch {args.batch_size} x 2 views, "
           f"{args.workers} workers, {torch.get_num_threads()} threads")
     print("| input | images/s |\n|---|---|")
     print(f"| shard loader | {from_loader:.1f} |")

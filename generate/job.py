@@ -9,8 +9,10 @@ so a shard's bytes do not depend on which shards ran before it.
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import json
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,8 @@ from shards.schema import MANIFEST_NAME, SHARD_PATTERN, Group, ShardSetError
 from shards.writer import TEMP_SUFFIX, ShardWriter
 
 MAX_PENDING_BATCHES = 4  # encoded-but-unwritten batches held in memory, whatever the set size
+# PIL releases the GIL while encoding, so a few threads encode one batch in parallel.
+ENCODE_THREADS = max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 @dataclass(frozen=True)
@@ -154,14 +158,15 @@ class ShardAssembler:
     """Collects encoded views in order and adds each group to the shard once its views are all in."""
 
     def __init__(self, writer: ShardWriter, config: JobConfig, anchors: range,
-                 latents: list[np.ndarray], classes: list[int | None]):
-        self.writer, self.config = writer, config
+                 latents: list[np.ndarray], classes: list[int | None], encoders: ThreadPoolExecutor):
+        self.writer, self.config, self.encoders = writer, config, encoders
         self.anchors, self.latents, self.classes = anchors, latents, classes
         self.views: list[bytes] = []
         self.next_group = 0
 
     def add_batch(self, images: torch.Tensor) -> None:
-        self.views.extend(encode_jpeg(image, self.config.quality) for image in images)
+        self.views.extend(self.encoders.map(functools.partial(encode_jpeg, quality=self.config.quality),
+                                            images))
         per_group = self.config.views.views
         while len(self.views) >= per_group:
             self.writer.add(self._group(self.next_group, self.views[:per_group]))
@@ -179,10 +184,12 @@ class ShardAssembler:
 
 def render_shards(generator: Generator, config: JobConfig, shards: list[int], set_id: str,
                   device: torch.device, progress: tqdm) -> None:
-    """Render shards in order on the device; a single writer thread encodes and commits them."""
+    """Render shards in order on the device; a single writer thread (with a pool of JPEG encoders)
+    assembles and commits them while the next batch renders."""
     pending: collections.deque[Future] = collections.deque()
     per_group = config.views.views
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer_thread:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer_thread, \
+            ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="jpeg") as encoders:
         try:
             for shard in shards:
                 anchors = config.shard_anchors(shard)
@@ -191,7 +198,7 @@ def render_shards(generator: Generator, config: JobConfig, shards: list[int], se
                 classes = [anchor_class(config.seed, anchor, config.classes) if config.classes
                            else None for anchor in anchors]
                 writer = ShardWriter(config.out, shard, set_id)
-                assembler = ShardAssembler(writer, config, anchors, latents, classes)
+                assembler = ShardAssembler(writer, config, anchors, latents, classes, encoders)
                 all_latents = np.concatenate(latents)
                 all_classes = (np.repeat(np.asarray(classes, dtype=np.int64), per_group)
                                if config.classes else None)

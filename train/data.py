@@ -4,16 +4,16 @@ Each DataLoader worker runs one chain of small stages, webdataset style:
 
     per set: endless shard reads (shuffled per epoch, split over ranks, then workers)
     -> weighted mix of the sets -> shuffle buffer of encoded groups
-    -> choose views, decode only those, augment each -> batches of uint8 images
+    -> choose views, decode only those, crop each -> batches, colour-augmented per view in one go
 
 Epoch interface: ``loader = build_loader(...)`` once, then ``for batch in loader.epoch(e)``. Every
 rank gets exactly ``loader.steps_per_epoch`` batches, computed from the manifests alone, because
 each rank's stream never ends (a rank with fewer shards reads them again); so DDP never waits on a
-rank that ran out. Workers persist across epochs and learn the epoch from shared memory.
+rank that ran out. Workers persist across epochs and run ahead into the next one.
 
 Randomness: shard order from (seed, epoch, lap, set); view choice from (seed, epoch, lap, set,
 anchor), where a lap is one pass of the epoch's shard order, so views never depend on worker
-order; mixing, shuffling and pixel augmentation from (seed, epoch, rank, worker).
+order; mixing, shuffling and pixel augmentation from (seed, epoch, rank, worker's part).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shards import CorruptSampleError, Group, ShardSet, ShardSetError, decode_view, open_set
-from train.augment import AugmentConfig, build_augment
+from train.augment import AugmentConfig, ViewAugment
 
 GROUP_ID_STRIDE = 10**10  # anchors have 10 digits, so set_index * stride + anchor never collides
 UNLABELLED = -1
@@ -189,7 +189,7 @@ class TrainStream(IterableDataset):
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.views = views
-        self.augment = build_augment(augment)
+        self.augment = ViewAugment(augment)
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -200,16 +200,18 @@ class TrainStream(IterableDataset):
     def __iter__(self) -> Iterator[Batch | StreamFailure]:
         """Batches from the epoch in ``epoch_cell`` on, moving to the next epoch by itself.
 
-        The DataLoader takes batches from its workers in turn, so worker w makes batches w, w + N,
-        w + 2N, ... of the run from here on; it knows which epoch each belongs to and starts that
-        epoch's stream when one ends, without waiting for the loop."""
+        The DataLoader takes batches from its N workers in turn, so this worker makes batches
+        w, w + N, w + 2N, ... counted from here. In each epoch it plays the part of the worker that
+        makes that epoch's batches p, p + N, ... (p = its first position in the epoch mod N), so an
+        epoch holds the same batches whether it follows another or starts a resumed run."""
         first_epoch = int(self.epoch_cell)
         worker, num_workers = worker_position()
         index = worker
         try:
             while True:
                 epoch = first_epoch + index // self.steps_per_epoch
-                for batch in self.epoch_batches(epoch, worker, num_workers):
+                part = index % self.steps_per_epoch % num_workers
+                for batch in self.epoch_batches(epoch, part, num_workers):
                     yield batch
                     index += num_workers
                     if first_epoch + index // self.steps_per_epoch != epoch:
@@ -217,16 +219,16 @@ class TrainStream(IterableDataset):
         except CorruptSampleError as error:
             yield StreamFailure(str(error))
 
-    def epoch_batches(self, epoch: int, worker: int, num_workers: int) -> Iterator[Batch]:
-        """This worker's endless batches of one epoch."""
-        rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
+    def epoch_batches(self, epoch: int, part: int, num_workers: int) -> Iterator[Batch]:
+        """Endless batches of one epoch for one of its ``num_workers`` interleaved parts."""
+        rng = np.random.default_rng([self.seed, epoch, self.rank, part])
         if get_worker_info() is not None:  # in the main process the loop owns torch's generator
             torch.manual_seed(int(rng.integers(2**63)))
         total_groups = sum(source.shard_set.groups for source in self.sources)
         # never hold more than this worker's share of one epoch
         buffer = max(1, min(self.shuffle_buffer, total_groups // (self.world_size * num_workers)))
         return iter(wds.DataPipeline(
-            functools.partial(self.mixed_groups, epoch, worker, num_workers, rng),
+            functools.partial(self.mixed_groups, epoch, part, num_workers, rng),
             wds.shuffle(buffer, buffer, rng=random.Random(int(rng.integers(2**63)))),
             functools.partial(self.samples, epoch),
             wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
@@ -273,13 +275,15 @@ class TrainStream(IterableDataset):
                                              f"that does not decode ({error}).")
                 self.policy.handle(problem, group.source)
                 continue
-            images = torch.stack([self.augment(decoded[view]) for view in chosen])
+            crops = torch.stack([self.augment.crop(decoded[view]) for view in chosen])
             label = group.label if group.label is not None else UNLABELLED
-            yield images, set_index * GROUP_ID_STRIDE + group.anchor, label
+            yield crops, set_index * GROUP_ID_STRIDE + group.anchor, label
 
     def collate(self, samples: list[tuple[torch.Tensor, int, int]]) -> Batch:
-        images, group_ids, labels = zip(*samples)
-        return Batch(torch.stack(images), torch.tensor(group_ids, dtype=torch.int64),
+        crops, group_ids, labels = zip(*samples)
+        crops = torch.stack(crops)
+        images = self.augment.colour(crops.flatten(0, 1)).view(crops.shape)  # one batched call for all views
+        return Batch(images, torch.tensor(group_ids, dtype=torch.int64),
                      torch.tensor(labels, dtype=torch.int64), self.policy.take_skipped())
 
 

@@ -22,7 +22,7 @@ MODELS = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "pytorch_model.bin"
 # How long to wait for the model host before telling the user to fetch the weights by hand.
-PROBE_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 5.0
 
 
 class BigGANDeep:
@@ -138,7 +138,7 @@ def _probe(url: str) -> str | None:
 def _load_model(package, config_path: Path, weights_path: Path) -> torch.nn.Module:
     try:
         config = package.BigGANConfig.from_json_file(str(config_path))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, AttributeError) as error:  # unreadable, not JSON, not an object
         raise GeneratorError(f"Cannot read the BigGAN config {config_path} ({error}).") from None
     try:
         model = package.BigGAN(config)

@@ -14,7 +14,7 @@ from pytorch_pretrained_biggan import BigGAN, BigGANConfig, file_utils
 from pytorch_pretrained_biggan.model import PRETRAINED_CONFIG_ARCHIVE_MAP, PRETRAINED_MODEL_ARCHIVE_MAP
 
 from generate.generators import GeneratorError, GeneratorOptions, make_generator
-from tests.conftest import TINY_BIGGAN_CONFIG
+from tests.random_biggan import TINY_BIGGAN_CONFIG
 
 CPU = torch.device("cpu")
 NAME = "biggan-deep-128"
@@ -122,13 +122,14 @@ def misstate_the_size(folder: Path) -> None:
     (lambda folder: (folder / "config.json").unlink(), ["lacks config.json"]),
     (lambda folder: (folder / "pytorch_model.bin").unlink(), ["lacks pytorch_model.bin"]),
     (lambda folder: (folder / "config.json").write_text("{not json"), ["Cannot read the BigGAN config"]),
+    (lambda folder: (folder / "config.json").write_text("[1, 2]"), ["Cannot read the BigGAN config"]),
     (remove_a_key, ["lack keys", "generator.conv_to_rgb.weight_orig"]),
     (add_a_key, ["unexpected keys", "generator.extra.weight"]),
     (corrupt_the_weights, ["Cannot read the BigGAN weights"]),
     (widen_the_config, ["do not fit the config"]),
     (misstate_the_size, ["output_dim 128", "32-pixel"]),
-], ids=["no-folder", "no-config", "no-weights", "bad-config", "missing-key", "extra-key",
-        "corrupt", "wrong-shapes", "wrong-size"])
+], ids=["no-folder", "no-config", "no-weights", "bad-config", "config-not-object", "missing-key",
+        "extra-key", "corrupt", "wrong-shapes", "wrong-size"])
 def test_a_bad_weights_folder_gets_one_sentence(tiny_biggan_weights, tmp_path, damage, fragments):
     folder = copy_weights(tiny_biggan_weights, tmp_path / "weights")
     damage(folder)

@@ -146,16 +146,19 @@ def test_batches_hold_views_group_ids_and_labels(sets: dict[str, str]) -> None:
     assert not torch.equal(batches[0].images[:, 0], batches[0].images[:, 1])
 
 
-def test_same_seed_and_epoch_give_the_same_batches(sets: dict[str, str]) -> None:
-    def first_batch(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = build_loader([source(sets["three_views"])], batch_size=8, augment=TINY, num_workers=1, seed=5)
-        batch = next(iter(loader.epoch(epoch)))
-        return batch.images, batch.group_ids
+def test_an_epoch_is_the_same_after_another_and_after_a_resume(sets: dict[str, str]) -> None:
+    """5 batches per epoch over 2 workers: epoch 1 starts on the other worker when it follows epoch 0."""
+    def loader():
+        return build_loader([source(sets["three_views"])], batch_size=8, augment=TINY, num_workers=2, seed=5)
 
-    images, ids = first_batch(0)
-    again_images, again_ids = first_batch(0)
-    assert torch.equal(images, again_images) and torch.equal(ids, again_ids)
-    assert not torch.equal(images, first_batch(1)[0])
+    running = loader()
+    first, following = epoch_batches(running, 0), epoch_batches(running, 1)
+    resumed, repeated = epoch_batches(loader(), 1), epoch_batches(running, 1)
+    assert len(following) == len(resumed) == len(repeated) == 5
+    for batch, *others in zip(following, resumed, repeated):
+        for other in others:
+            assert torch.equal(batch.images, other.images) and torch.equal(batch.group_ids, other.group_ids)
+    assert not torch.equal(first[0].images, following[0].images)
 
 
 def test_weighted_mix_follows_the_weights(sets: dict[str, str]) -> None:

@@ -1,0 +1,5 @@
+"""``python -m evaluate {linear,knn,report}``."""
+
+from evaluate.cli import main
+
+main()
