@@ -2,22 +2,27 @@
 
 Both read the same JPEGs (the ImageFolder holds the set's anchor views, byte for byte), decode one
 per sample and make two augmented views of it with the same recipe, worker count and batch size:
-a K = 1 set, the SimCLR case. The ImageFolder runs augment view by view, with torchvision's own
-transforms or with train.augment's kernels; the shard loader crops view by view and runs the colour
-steps once per batch. images/s counts augmented views delivered to the loop. Without --data
-it renders a K = 1 set of 128-px images with the embedded generator first.
+a K = 1 set, the SimCLR case. The ImageFolder runs either torchvision's own transforms (on PIL, the
+usual set-up, or on tensors) or train.augment's, which the shard loader uses; the last comparison
+isolates the storage format. images/s counts augmented views delivered to the loop; CPU ms/image
+is the CPU time of the loop process and its workers per view, which other jobs on the machine
+barely change. Each is the best of --rounds rounds, the pipelines taking turns. Without --data it
+renders a K = 1 set of 128-px images with the embedded generator first.
 
-    python benchmarks/loader_throughput.py [--data SET] [--groups 1000] [--workers 2] [--epochs 3]
+    python benchmarks/loader_throughput.py [--data SET] [--groups 1000] [--workers N] [--epochs 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -27,9 +32,9 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
-from shards import ShardSet, open_set
 from torchvision.transforms import v2
 
+from shards import ShardSet, open_set
 from train.augment import (BLUR_P, BLUR_SIGMA, GRAYSCALE_P, JITTER, JITTER_P, AugmentConfig, ViewAugment,
                            blur_kernel_size)
 from train.data import DataSource, build_loader
@@ -78,23 +83,37 @@ class AugmentedViews:
                             for view in views])
 
 
-def images_per_second(epoch_batches: Callable[[int], Iterable], epochs: int) -> float:
-    """Views per second over ``epochs`` epochs, after one warm-up epoch (worker start, page cache)."""
-    for _ in epoch_batches(0):
-        pass
-    images, start = 0, time.perf_counter()
+@dataclass
+class Measurement:
+    images_per_second: float  # views delivered per wall-clock second, timed epochs only
+    cpu_ms_per_image: float  # CPU time of the loop process and its workers per view, warm-up included
+
+
+def measure(make_epochs: Callable[[], Callable[[int], Iterable]], epochs: int) -> Measurement:
+    """One warm-up epoch (worker start, page cache), then ``epochs`` timed ones. CPU time counts the
+    workers once they are joined, so it holds even when other jobs share the machine."""
+    children, own = resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
+    epoch_batches = make_epochs()
+    warmup = sum(batch[0].shape[0] * batch[0].shape[1] for batch in epoch_batches(0))
+    timed, start = 0, time.perf_counter()
     for epoch in range(1, epochs + 1):
-        for batch in epoch_batches(epoch):
-            images += batch[0].shape[0] * batch[0].shape[1]
-    return images / (time.perf_counter() - start)
+        timed += sum(batch[0].shape[0] * batch[0].shape[1] for batch in epoch_batches(epoch))
+    seconds = time.perf_counter() - start
+    del epoch_batches  # the last reference to the loader: its workers exit and are joined
+    gc.collect()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+           + time.process_time() - own)
+    return Measurement(timed / seconds, 1000 * cpu / (warmup + timed))
 
 
-def image_folder_rate(folder: Path, loader: Callable[[str], Any] | None, augment: Callable, args) -> float:
+def image_folder_epochs(folder: Path, loader: Callable[[str], Any] | None, augment: Callable,
+                        args: argparse.Namespace) -> Callable[[int], Iterable]:
     dataset = ImageFolder(str(folder), transform=AugmentedViews(augment),
                           **({"loader": loader} if loader else {}))
     batches = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                          num_workers=args.workers, persistent_workers=args.workers > 0)
-    return images_per_second(lambda epoch: batches, args.epochs)
+    return lambda epoch: batches
 
 
 def main() -> None:
@@ -105,6 +124,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--crop-size", type=int, default=AugmentConfig().crop_size)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
+    parser.add_argument("--rounds", type=int, default=2, help="measure every pipeline this many times")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -115,26 +135,35 @@ def main() -> None:
         config = AugmentConfig(crop_size=args.crop_size)
         recipe = torchvision_recipe(config)
 
-        loader = build_loader([DataSource(shard_set)], batch_size=args.batch_size, views=VIEWS, augment=config,
-                              num_workers=args.workers, seed=0)
-        rows = [
-            ("shard set (train.data)", images_per_second(loader.epoch, args.epochs)),
-            ("ImageFolder, torchvision on PIL", image_folder_rate(folder, None, recipe, args)),
-            ("ImageFolder, torchvision on tensors", image_folder_rate(folder, read_tensor, recipe, args)),
-            ("ImageFolder, train.augment per view", image_folder_rate(folder, read_tensor, ViewAugment(config), args)),
-        ]
+        def shard_epochs() -> Callable[[int], Iterable]:
+            return build_loader([DataSource(shard_set)], batch_size=args.batch_size, views=VIEWS,
+                                augment=config, num_workers=args.workers, seed=0).epoch
 
-    print(f"{shard_set.groups} groups x {shard_set.views} views of {shard_set.image_size} px, {VIEWS} views "
-          f"per sample cropped to {args.crop_size} px, batch {args.batch_size}, {args.workers} workers, "
-          f"{args.epochs} timed epochs")
+        pipelines = {
+            "shard set, train.data": shard_epochs,
+            "ImageFolder, torchvision on PIL": lambda: image_folder_epochs(folder, None, recipe, args),
+            "ImageFolder, torchvision on tensors": lambda: image_folder_epochs(folder, read_tensor, recipe, args),
+            "ImageFolder, train.augment": lambda: image_folder_epochs(folder, read_tensor, ViewAugment(config),
+                                                                      args),
+        }
+        best: dict[str, Measurement] = {}
+        for _ in range(args.rounds):
+            for name, make_epochs in pipelines.items():
+                found = measure(make_epochs, args.epochs)
+                best[name] = Measurement(max(found.images_per_second, best.get(name, found).images_per_second),
+                                         min(found.cpu_ms_per_image, best.get(name, found).cpu_ms_per_image))
+
+    print(f"{shard_set.groups} groups x {shard_set.views} views of {shard_set.image_size} px; {VIEWS} views per "
+          f"sample cropped to {args.crop_size} px; batch {args.batch_size}; {args.workers} workers; "
+          f"{args.epochs} timed epochs, best of {args.rounds} rounds")
     if shard_set.views > 1:
         print("note: this set has K > 1, so the shard loader decodes two JPEGs per sample, ImageFolder one")
-    print(f"{'pipeline':<36}{'images/s':>10}")
-    for name, rate in rows:
-        print(f"{name:<36}{rate:>10.0f}")
-    best_folder = max(rate for _, rate in rows[1:])
-    print(f"{'ratio shards / best ImageFolder':<36}{rows[0][1] / best_folder:>9.2f}x")
-
+    shards = best["shard set, train.data"]
+    print(f"{'pipeline':<38}{'images/s':>10}{'shards/this':>13}{'CPU ms/image':>14}{'this/shards':>13}")
+    for name, found in best.items():
+        print(f"{name:<38}{found.images_per_second:>10.0f}"
+              f"{shards.images_per_second / found.images_per_second:>12.2f}x"
+              f"{found.cpu_ms_per_image:>14.3f}{found.cpu_ms_per_image / shards.cpu_ms_per_image:>12.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,6 @@ import click
 from shards import ShardSet
 from shards.console import exit_with, reports_errors
 from train.checkpoint import CheckpointError
-from train.models import ModelConfigError
 
 from evaluate.features import (EvaluationError, Features, FrozenEncoder, cached_features, check_same_classes,
                                load_encoder, open_labelled_set)
@@ -20,7 +19,7 @@ from evaluate.linear import ProbeSettings, evaluate_linear
 from evaluate.report import report as report_table
 from evaluate.results import build_results, write_results
 
-EXPECTED_ERRORS = (EvaluationError, CheckpointError, ModelConfigError)
+EXPECTED_ERRORS = (EvaluationError, CheckpointError)
 
 
 @dataclass
@@ -58,8 +57,10 @@ def prepare(checkpoint: Path, train_location: str, val_location: str, out: Path 
     val_set = open_labelled_set(val_location, encoder)
     check_same_classes(train_set, val_set)
     out = out if out is not None else checkpoint.parent / "eval" / metric
-    train, train_cache = cached_features(encoder, train_set, out, progress=True)
-    val, val_cache = cached_features(encoder, val_set, out, progress=True)
+    # One cache for every metric: its file names hash the checkpoint, the set and the crop.
+    cache = checkpoint.parent / "eval" / "features"
+    train, train_cache = cached_features(encoder, train_set, cache, progress=True)
+    val, val_cache = cached_features(encoder, val_set, cache, progress=True)
     return Inputs(encoder, train_set, val_set, out, train, val,
                   {"train": train_cache.name, "val": val_cache.name})
 

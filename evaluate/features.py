@@ -21,10 +21,11 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
+import torchvision.transforms.v2.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from shards import ShardSet, decode_view, open_set
+from shards import Group, ShardSet, decode_view, open_set
 from shards.ingest import ordered_map
 from shards.manifest import sha256_file
 from shards.writer import write_bytes_atomic
@@ -103,6 +104,9 @@ def load_encoder(path: str | Path, device: torch.device | None = None) -> Frozen
     if missing:
         raise EvaluationError(f"{path} has no {', '.join(missing)} in its config, so it was not written "
                               "by train/main.py.")
+    if config["backbone"] not in BACKBONES:
+        raise EvaluationError(f"{path} names backbone {config['backbone']!r} in its config, which is none of "
+                              f"{', '.join(BACKBONES)}.")
     encoder, _ = build_encoder(config["backbone"], bool(config["small_images"]))
     weights = encoder_weights(state["model"])
     if not weights_fit(encoder, weights):
@@ -137,8 +141,6 @@ def check_same_classes(train_set: ShardSet, val_set: ShardSet) -> None:
 
 def center_view(data: bytes, crop_size: int) -> torch.Tensor:
     """uint8 [3, crop, crop]: the shorter side resized to crop / 0.875, then the centre crop."""
-    import torchvision.transforms.v2.functional as F  # noqa: N812 (torchvision's own alias)
-
     image = decode_view(data)
     image = F.resize(image, [round(crop_size / CENTER_CROP_FRACTION)], antialias=True)
     return F.center_crop(image, [crop_size, crop_size])
@@ -152,7 +154,7 @@ def batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 def extract_features(encoder: FrozenEncoder, shard_set: ShardSet, batch_size: int = EXTRACT_BATCH,
                      progress: bool = False) -> Features:
     """Features of view 0 of every group; threads decode ahead while the encoder runs."""
-    def prepare(group: Any) -> tuple[torch.Tensor, int]:
+    def prepare(group: Group) -> tuple[torch.Tensor, int]:
         return center_view(group.views[0], encoder.crop_size), group.label
 
     vectors, labels = [], []
@@ -160,7 +162,7 @@ def extract_features(encoder: FrozenEncoder, shard_set: ShardSet, batch_size: in
             tqdm(total=shard_set.groups, desc="features", unit="img", disable=not progress) as bar:
         prepared = ordered_map(pool, prepare, iter(shard_set), 2 * batch_size)
         for batch in batches(prepared, batch_size):
-            images = torch.stack([image for image, _ in batch]).to(encoder.device, non_blocking=True)
+            images = torch.stack([image for image, _ in batch]).to(encoder.device)
             vectors.append(encoder.module(normalize(images)).float().cpu())
             labels.extend(label for _, label in batch)
             bar.update(len(batch))

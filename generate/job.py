@@ -105,7 +105,11 @@ def check_output_folder(out: Path, set_id: str) -> bool:
                             f"({', '.join(foreign[:3])}); choose an empty or new folder.")
     manifest_path = out / MANIFEST_NAME
     if manifest_path.is_file():
-        existing = json.loads(manifest_path.read_text()).get("set_id")
+        try:
+            existing = json.loads(manifest_path.read_text()).get("set_id")
+        except (json.JSONDecodeError, AttributeError):
+            raise ShardSetError(f"--out {out} has an unreadable {MANIFEST_NAME}; "
+                                "choose another --out.") from None
         if existing != set_id:
             raise _different_set(out, existing, set_id)
         return True

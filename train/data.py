@@ -4,7 +4,7 @@ Each DataLoader worker runs one chain of small stages, webdataset style:
 
     per set: endless shard reads (shuffled per epoch, split over ranks, then workers)
     -> weighted mix of the sets -> shuffle buffer of encoded groups
-    -> choose views, decode only those, crop each -> batches, colour-augmented per view in one go
+    -> choose views, decode only those, augment each -> batches of uint8 images
 
 Epoch interface: ``loader = build_loader(...)`` once, then ``for batch in loader.epoch(e)``. Every
 rank gets exactly ``loader.steps_per_epoch`` batches, computed from the manifests alone, because
@@ -36,6 +36,10 @@ from train.augment import AugmentConfig, ViewAugment
 
 GROUP_ID_STRIDE = 10**10  # anchors have 10 digits, so set_index * stride + anchor never collides
 UNLABELLED = -1
+# The shuffle buffer is refilled every epoch, so it holds at most 1/8 of a worker's epoch, but never
+# less than 4 batches, so that a batch never comes from one short run of a shard.
+BUFFER_SHARE = 8
+BUFFER_BATCHES = 4
 MAX_EMPTY_READS = 64  # shard reads in a row without one readable group: the set is unreadable
 
 _BARE_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*$")  # "scheme://host": a trailing ":80" is its port
@@ -179,7 +183,8 @@ def worker_position() -> tuple[int, int]:
 
 
 class TrainStream(IterableDataset):
-    """The per-worker stream of batches for the epoch held in ``epoch_cell`` (shared memory)."""
+    """Each worker's endless batches, from the epoch that TrainLoader puts in ``epoch_cell`` (shared
+    memory, so persistent workers see it) before it starts them iterating."""
 
     def __init__(self, sources: Sequence[DataSource], *, batch_size: int, steps_per_epoch: int, views: int,
                  augment: AugmentConfig, seed: int, rank: int, world_size: int, skip_corrupt: bool,
@@ -225,8 +230,8 @@ class TrainStream(IterableDataset):
         if get_worker_info() is not None:  # in the main process the loop owns torch's generator
             torch.manual_seed(int(rng.integers(2**63)))
         total_groups = sum(source.shard_set.groups for source in self.sources)
-        # never hold more than this worker's share of one epoch
-        buffer = max(1, min(self.shuffle_buffer, total_groups // (self.world_size * num_workers)))
+        share = total_groups // (self.world_size * num_workers)
+        buffer = min(self.shuffle_buffer, max(share // BUFFER_SHARE, BUFFER_BATCHES * self.batch_size))
         return iter(wds.DataPipeline(
             functools.partial(self.mixed_groups, epoch, part, num_workers, rng),
             wds.shuffle(buffer, buffer, rng=random.Random(int(rng.integers(2**63)))),
@@ -275,15 +280,13 @@ class TrainStream(IterableDataset):
                                              f"that does not decode ({error}).")
                 self.policy.handle(problem, group.source)
                 continue
-            crops = torch.stack([self.augment.crop(decoded[view]) for view in chosen])
+            images = torch.stack([self.augment(decoded[view]) for view in chosen])
             label = group.label if group.label is not None else UNLABELLED
-            yield crops, set_index * GROUP_ID_STRIDE + group.anchor, label
+            yield images, set_index * GROUP_ID_STRIDE + group.anchor, label
 
     def collate(self, samples: list[tuple[torch.Tensor, int, int]]) -> Batch:
-        crops, group_ids, labels = zip(*samples)
-        crops = torch.stack(crops)
-        images = self.augment.colour(crops.flatten(0, 1)).view(crops.shape)  # one batched call for all views
-        return Batch(images, torch.tensor(group_ids, dtype=torch.int64),
+        images, group_ids, labels = zip(*samples)
+        return Batch(torch.stack(images), torch.tensor(group_ids, dtype=torch.int64),
                      torch.tensor(labels, dtype=torch.int64), self.policy.take_skipped())
 
 
@@ -325,7 +328,8 @@ def build_loader(sources: Sequence[DataSource], *, batch_size: int, views: int =
                  rank: int = 0, world_size: int = 1, skip_corrupt: bool = False,
                  shuffle_buffer: int = 1000, pin_memory: bool = False) -> TrainLoader:
     """The training input for one rank. ``views`` (M >= 1) per sample; ``rank``/``world_size`` of
-    this process; ``skip_corrupt`` skips and counts broken tars and samples instead of stopping."""
+    this process; ``skip_corrupt`` skips and counts broken tars and samples instead of stopping;
+    ``shuffle_buffer`` caps the groups each worker shuffles among."""
     if not sources:
         raise DataConfigError("Give at least one shard set to train on.")
     if batch_size < 1 or views < 1 or num_workers < 0 or shuffle_buffer < 1:

@@ -52,11 +52,12 @@ def write_labelled_set(directory: Path, groups: int, seed: int, classes: int = l
     return directory
 
 
-def write_checkpoint(path: Path, seed: int = 0, backbone: str = "resnet18", **config: Any) -> Path:
-    """A checkpoint of a randomly initialised model, saved the way the trainer saves one."""
+def write_checkpoint(path: Path, seed: int = 0, weights_backbone: str = "resnet18", **config: Any) -> Path:
+    """A checkpoint of a randomly initialised model saved as the trainer saves one; ``config`` overrides
+    entries of its run config (``backbone`` included, to name another backbone than the weights')."""
     torch.manual_seed(seed)
-    model = build_model(backbone, small_images=True, projection_dim=16)
-    run_config = {"backbone": backbone, "small_images": True, "projection_dim": 16, "crop_size": SIZE,
+    model = build_model(weights_backbone, small_images=True, projection_dim=16)
+    run_config = {"backbone": weights_backbone, "small_images": True, "projection_dim": 16, "crop_size": SIZE,
                   "image_size": SIZE, "method": "supcon", "data": ["sets/colours"], "epochs": 3, **config}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"model": model.state_dict(), "config": run_config, "epoch": 3, "step": 9,

@@ -5,7 +5,7 @@ import torch
 import torchvision.transforms.v2.functional as F
 
 from train.augment import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, AugmentConfigError, ViewAugment,
-                           apply_colour, blur_kernel_size, draw_colour_params, normalize, shift_hue)
+                           blur_kernel_size, normalize, shift_hue)
 
 
 def random_images(n: int, height: int = 24, width: int = 20, seed: int = 0) -> torch.Tensor:
@@ -13,58 +13,73 @@ def random_images(n: int, height: int = 24, width: int = 20, seed: int = 0) -> t
     return torch.randint(0, 256, (n, 3, height, width), dtype=torch.uint8, generator=generator)
 
 
-@pytest.mark.parametrize("config", [AugmentConfig(crop_size=24), AugmentConfig(crop_size=32, crop_scale_min=0.5, blur=True)])
-def test_views_become_uint8_crops_of_the_asked_size(config: AugmentConfig) -> None:
+@pytest.mark.parametrize("config", [AugmentConfig(crop_size=24),
+                                    AugmentConfig(crop_size=32, crop_scale_min=0.5, blur=True)])
+def test_a_view_becomes_a_uint8_crop_of_the_asked_size(config: AugmentConfig) -> None:
     augment = ViewAugment(config)
-    crops = torch.stack([augment.crop(image) for image in random_images(20, 40, 30)])
-    assert crops.shape == (20, 3, config.crop_size, config.crop_size) and crops.dtype == torch.uint8
-    views = augment.colour(crops)
-    assert views.shape == crops.shape and views.dtype == torch.uint8
-    assert augment(random_images(1)[0]).shape == (3, config.crop_size, config.crop_size)
+    for image in random_images(20, 40, 30):
+        view = augment(image)
+        assert view.shape == (3, config.crop_size, config.crop_size) and view.dtype == torch.uint8
 
 
-def test_every_view_gets_its_own_randomness_reproducible_from_torch_seed() -> None:
-    augment = ViewAugment(AugmentConfig(crop_size=16))
-    same = random_images(1)[0].expand(8, -1, -1, -1)
+def test_every_call_draws_fresh_randomness_reproducible_from_torch_seed() -> None:
+    augment, image = ViewAugment(AugmentConfig(crop_size=16)), random_images(1)[0]
     torch.manual_seed(0)
-    views = augment.colour(torch.stack([augment.crop(image) for image in same]))
+    views = [augment(image) for _ in range(8)]
     assert len({bytes(view.numpy()) for view in views}) == 8
     torch.manual_seed(0)
-    assert torch.equal(augment.colour(torch.stack([augment.crop(image) for image in same])), views)
+    assert all(torch.equal(augment(image), view) for view in views)
 
 
-def test_colour_parameters_follow_the_recipe() -> None:
+def test_parameters_are_drawn_as_the_recipe_says() -> None:
     torch.manual_seed(0)
-    params = draw_colour_params(20000, blur=True)
-    assert all(sorted(row) == [0, 1, 2, 3] for row in params.order[:200].tolist())
-    assert abs(params.jitter.float().mean() - 0.8) < 0.02 and abs(params.grayscale.float().mean() - 0.2) < 0.02
-    assert abs((params.blur_sigma > 0).float().mean() - 0.5) < 0.02
-    blurred = params.blur_sigma[params.blur_sigma > 0]
-    assert 0.1 <= blurred.min() and blurred.max() <= 2.0
-    low, high = params.factors.min(dim=0).values, params.factors.max(dim=0).values
-    torch.testing.assert_close(low, torch.tensor([0.6, 0.6, 0.6, -0.1]), atol=1e-3, rtol=0)
-    torch.testing.assert_close(high, torch.tensor([1.4, 1.4, 1.4, 0.1]), atol=1e-3, rtol=0)
-    assert (draw_colour_params(100, blur=False).blur_sigma == 0).all()
+    image = random_images(1, 60, 80)[0]
+    augment = ViewAugment(AugmentConfig(crop_size=16, crop_scale_min=0.3, blur=True))
+    draws = [augment.draw(image) for _ in range(4000)]
+
+    def share(predicate) -> float:
+        return sum(map(predicate, draws)) / len(draws)
+
+    assert abs(share(lambda p: bool(p.jitter_order)) - 0.8) < 0.03
+    assert abs(share(lambda p: p.grayscale) - 0.2) < 0.03
+    assert abs(share(lambda p: p.flip) - 0.5) < 0.03
+    assert abs(share(lambda p: p.blur_sigma > 0) - 0.5) < 0.03
+    assert all(sorted(p.jitter_order) == [0, 1, 2, 3] for p in draws if p.jitter_order)
+    assert len({p.jitter_order for p in draws}) == 25  # all 24 orders, and none
+    factors = torch.tensor([p.jitter_factors for p in draws])
+    torch.testing.assert_close(factors.min(dim=0).values, torch.tensor([0.6, 0.6, 0.6, -0.1]), atol=2e-3, rtol=0)
+    torch.testing.assert_close(factors.max(dim=0).values, torch.tensor([1.4, 1.4, 1.4, 0.1]), atol=2e-3, rtol=0)
+    sigmas = [p.blur_sigma for p in draws if p.blur_sigma > 0]
+    assert 0.1 <= min(sigmas) and max(sigmas) <= 2.0
+    areas = [p.crop[2] * p.crop[3] / (60 * 80) for p in draws]
+    assert min(areas) >= 0.28 and max(areas) <= 1.0 and 0.5 < sum(areas) / len(areas) < 0.8
+    no_blur = ViewAugment(AugmentConfig(crop_size=16))
+    assert all(no_blur.draw(image).blur_sigma == 0 for _ in range(100))
 
 
-def test_batched_colour_equals_torchvision_per_view() -> None:
-    torch.manual_seed(1)
-    images = F.to_dtype(random_images(12), torch.float32, scale=True)
-    params = draw_colour_params(12, blur=True)
-    assert params.grayscale.any() and not params.jitter.all() and (params.blur_sigma == 0).any()
-    expected = []
-    for image, order, factors, jitter, gray, sigma in zip(images, params.order, params.factors, params.jitter,
-                                                          params.grayscale, params.blur_sigma):
-        adjust = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
-        for operation in order.tolist() if jitter else []:
-            image = adjust[operation](image, float(factors[operation]))
-        if gray:
-            image = F.rgb_to_grayscale(image, num_output_channels=3)
-        if sigma > 0:
-            image = F.gaussian_blur(image, [5, 5], [float(sigma)] * 2)
-        expected.append(image)
-    torch.testing.assert_close(apply_colour(images, params, blur_kernel=5), torch.stack(expected),
-                               atol=2e-5, rtol=0)
+def test_views_equal_torchvision_functions_with_the_same_parameters() -> None:
+    config = AugmentConfig(crop_size=24, blur=True)
+    augment = ViewAugment(config)
+    torch.manual_seed(3)
+    adjust = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
+    seen_jitter = seen_gray = seen_blur = 0
+    for image in random_images(30, 40, 36, seed=1):
+        params = augment.draw(image)
+        expected = F.resized_crop(image, *params.crop, [24, 24], antialias=True)
+        expected = F.to_dtype(F.horizontal_flip(expected) if params.flip else expected, torch.float32, scale=True)
+        for operation in params.jitter_order:
+            expected = adjust[operation](expected, params.jitter_factors[operation])
+        if params.grayscale:
+            expected = F.rgb_to_grayscale(expected, num_output_channels=3)
+        if params.blur_sigma:
+            expected = F.gaussian_blur(expected, [blur_kernel_size(24)] * 2, [params.blur_sigma] * 2)
+        expected = F.to_dtype(expected, torch.uint8, scale=True)
+        difference = (augment.apply(image, params).int() - expected.int()).abs()
+        assert difference.max() <= 1 and (difference > 0).float().mean() < 0.01  # float rounding at the end
+        seen_jitter += bool(params.jitter_order)
+        seen_gray += params.grayscale
+        seen_blur += params.blur_sigma > 0
+    assert seen_jitter and seen_gray and seen_blur
 
 
 @pytest.mark.parametrize("hue_factor", [-0.5, -0.1, 0.0, 0.03, 0.1, 0.5])
