@@ -55,19 +55,19 @@ def forward_images_per_second(generator, config: JobConfig, device: torch.device
     latent = torch.randn(config.batch_size, generator.latent_dim).numpy()
     classes = (torch.randint(0, generator.num_classes, (config.batch_size,)).numpy()
                if generator.num_classes else None)
-    render(generator, latent, classes, config.image_size, device)  # warm-up
+    render(generator, latent, classes, config.image_size)  # warm-up
     batches = -(-config.n_anchors * VIEWS // config.batch_size)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(batches):
-        render(generator, latent, classes, config.image_size, device)
+        render(generator, latent, classes, config.image_size)
     synchronize(device)
     return batches * config.batch_size / (time.perf_counter() - start)
 
 
-def job_images_per_second(generator, config: JobConfig, device: torch.device) -> float:
+def job_images_per_second(generator, config: JobConfig) -> float:
     start = time.perf_counter()
-    run_job(generator, config, Partition(), ["benchmark"], device, show_progress=False)
+    run_job(generator, config, Partition(), ["benchmark"], show_progress=False)
     return config.n_anchors * VIEWS / (time.perf_counter() - start)
 
 
@@ -104,7 +104,7 @@ def main() -> None:
             config = job_config(name, generator, anchors.get(name, 64), args.batch_size,
                                 Path(scratch) / f"set-{name}")
             forward = forward_images_per_second(generator, config, device)
-            whole = job_images_per_second(generator, config, device)
+            whole = job_images_per_second(generator, config)
             rows.append(f"| {name} | {generator.resolution} | {forward:.1f} | {whole:.1f} | "
                         f"{whole / forward:.2f} |")
             figures[name] = {"forward_images_per_s": forward, "job_images_per_s": whole,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 import sys
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from shards.console import exit_with, reports_errors
 
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6}
-_NOT_RECORDED = ("--shard-index", "--num-shards")  # differ between job-array tasks of one set
+# Options that may differ between the processes writing one set and do not change its content.
+_NOT_RECORDED = ("--shard-index", "--num-shards", "--batch-size", "--device")
+_NOT_RECORDED_FLAGS = ("--progress", "--no-progress")
 
 
 class CountType(click.ParamType):
@@ -31,8 +34,9 @@ class CountType(click.ParamType):
         if isinstance(value, int):
             return value
         match = _COUNT.match(str(value).strip())
-        count = float(match.group(1)) * _SCALE[match.group(2).lower()] if match else 0.0
-        if not match or count != int(count) or count < 1:
+        # Decimal, so that 4.1M is exactly 4100000 (in floats it is 4099999.9999999995).
+        count = Decimal(match.group(1)) * _SCALE[match.group(2).lower()] if match else Decimal(0)
+        if not match or count != count.to_integral_value() or count < 1:
             self.fail(f"{value!r} is not a positive whole count such as 2000, 130k or 1.3M.",
                       param, ctx)
         return int(count)
@@ -58,13 +62,14 @@ def choose_partition(shard_index: int, num_shards: int) -> Partition:
 
 def recorded_command(argv: list[str]) -> list[str]:
     """The command line for the manifest, the same for every process that writes the set."""
-    kept, skip = ["python", "-m", "generate"], False
+    kept, skip_value = ["python", "-m", "generate"], False
     for argument in argv:
-        if skip:
-            skip = False
-        elif argument in _NOT_RECORDED:
-            skip = True
-        elif not argument.startswith(tuple(option + "=" for option in _NOT_RECORDED)):
+        name = argument.split("=", 1)[0]
+        if skip_value:
+            skip_value = False
+        elif name in _NOT_RECORDED:
+            skip_value = "=" not in argument
+        elif name not in _NOT_RECORDED_FLAGS:
             kept.append(argument)
     return kept
 
@@ -119,7 +124,7 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
                        classes=select_classes(classes, model.num_classes), seed=seed,
                        image_size=image_size or model.resolution, quality=quality,
                        groups_per_shard=groups_per_shard, batch_size=batch_size, out=out)
-    complete = run_job(model, config, partition, recorded_command(sys.argv[1:]), torch_device,
+    complete = run_job(model, config, partition, recorded_command(sys.argv[1:]),
                        show_progress=progress)
     if complete:
         click.echo(f"Shard set complete: {out} ({n_anchors} groups, {config.shard_count} shards).")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import functools
 import io
-import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,12 +23,12 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from generate.generators import Generator
+from generate.generators import Generator, GeneratorError
 from generate.sampling import ViewSpec, anchor_class, sample_latents
-from shards.manifest import (complete_manifest, read_record, recipe_id, shard_indices_on_disk,
-                             write_manifest)
-from shards.schema import MANIFEST_NAME, SHARD_PATTERN, Group, ShardSetError
-from shards.writer import TEMP_SUFFIX, ShardWriter
+from shards.destination import check_destination, is_committed, remove_leftovers
+from shards.manifest import complete_manifest, read_record, recipe_id, write_manifest
+from shards.schema import Group
+from shards.writer import ShardWriter
 
 MAX_PENDING_BATCHES = 4  # encoded-but-unwritten batches held in memory, whatever the set size
 # PIL releases the GIL while encoding, so a few threads encode one batch in parallel.
@@ -93,58 +92,30 @@ def build_recipe(generator: Generator, config: JobConfig) -> dict[str, Any]:
     }
 
 
-def check_output_folder(out: Path, set_id: str) -> bool:
-    """Refuse a folder that holds anything but this set; True when this set is already complete."""
-    if not out.exists():
-        return False
-    if not out.is_dir():
-        raise ShardSetError(f"--out {out} exists and is not a folder.")
-    foreign = sorted(path.name for path in out.iterdir() if not _belongs_to_a_set(path.name))
-    if foreign:
-        raise ShardSetError(f"--out {out} holds files that are not part of a shard set "
-                            f"({', '.join(foreign[:3])}); choose an empty or new folder.")
-    manifest_path = out / MANIFEST_NAME
-    if manifest_path.is_file():
-        try:
-            existing = json.loads(manifest_path.read_text()).get("set_id")
-        except (json.JSONDecodeError, AttributeError):
-            raise ShardSetError(f"--out {out} has an unreadable {MANIFEST_NAME}; "
-                                "choose another --out.") from None
-        if existing != set_id:
-            raise _different_set(out, existing, set_id)
-        return True
-    for shard in shard_indices_on_disk(out):
-        record = read_record(out, shard)
-        if record is not None and record.get("set_id") != set_id:
-            raise _different_set(out, record.get("set_id"), set_id)
-    return False
-
-
-def _belongs_to_a_set(name: str) -> bool:
-    name = name.removesuffix(TEMP_SUFFIX)
-    return (name == MANIFEST_NAME or SHARD_PATTERN.match(name) is not None
-            or SHARD_PATTERN.match(name.removesuffix(".json") + ".tar") is not None)
-
-
-def _different_set(out: Path, existing: str | None, wanted: str) -> ShardSetError:
-    return ShardSetError(f"--out {out} holds a different shard set (set id {existing}; these "
-                         f"settings make {wanted}): refusing to mix them, choose another --out.")
-
-
-def is_committed(out: Path, shard: int, set_id: str) -> bool:
-    record = read_record(out, shard)
-    tar = out / f"shard-{shard:06d}.tar"
-    return (record is not None and record.get("set_id") == set_id and tar.is_file()
-            and tar.stat().st_size == record["bytes"])
+def generator_device(generator: Generator) -> torch.device:
+    """Where a generator wants its inputs: its ``device``, its parameters' device, or the CPU."""
+    device = getattr(generator, "device", None)
+    if device is not None:
+        return torch.device(device)
+    if isinstance(generator, torch.nn.Module):
+        return next(generator.parameters(), torch.empty(0)).device
+    return torch.device("cpu")
 
 
 def render(generator: Generator, latents: np.ndarray, classes: np.ndarray | None,
-           image_size: int, device: torch.device) -> torch.Tensor:
+           image_size: int) -> torch.Tensor:
     """uint8 images [N, 3, S, S] on the CPU, resized on the device when the generator's size differs."""
+    device = generator_device(generator)
     z = torch.from_numpy(latents).to(device)
     labels = torch.from_numpy(classes).to(device) if classes is not None else None
     with torch.inference_mode():
         images = generator(z, labels)
+        if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8
+                and images.ndim == 4 and tuple(images.shape[:2]) == (len(z), 3)):
+            found = (f"{images.dtype} {list(images.shape)}" if isinstance(images, torch.Tensor)
+                     else type(images).__name__)
+            raise GeneratorError(f"The generator returned {found}; it must return uint8 images "
+                                 f"[{len(z)}, 3, H, W].")
         if images.shape[-1] != image_size or images.shape[-2] != image_size:
             images = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
                                    antialias=True, align_corners=False)
@@ -186,42 +157,54 @@ class ShardAssembler:
                      meta=meta)
 
 
+def shard_inputs(config: JobConfig, shard: int, latent_dim: int) -> tuple[list[np.ndarray], list[int | None]]:
+    """Every anchor's latents [views, latent_dim] and class (None when unconditional)."""
+    anchors = config.shard_anchors(shard)
+    latents = [sample_latents(config.seed, anchor, latent_dim, config.views) for anchor in anchors]
+    classes = [anchor_class(config.seed, anchor, config.classes) if config.classes else None
+               for anchor in anchors]
+    return latents, classes
+
+
 def render_shards(generator: Generator, config: JobConfig, shards: list[int], set_id: str,
-                  device: torch.device, progress: tqdm) -> None:
-    """Render shards in order on the device; a single writer thread (with a pool of JPEG encoders)
-    assembles and commits them while the next batch renders."""
+                  progress: tqdm) -> None:
+    """Render shards in order on the generator's device; a single writer thread (with a pool of
+    JPEG encoders) assembles and commits them while the next batch renders."""
     pending: collections.deque[Future] = collections.deque()
+    writers: list[ShardWriter] = []
     per_group = config.views.views
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer_thread, \
-            ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="jpeg") as encoders:
-        try:
-            for shard in shards:
-                anchors = config.shard_anchors(shard)
-                latents = [sample_latents(config.seed, anchor, generator.latent_dim, config.views)
-                           for anchor in anchors]
-                classes = [anchor_class(config.seed, anchor, config.classes) if config.classes
-                           else None for anchor in anchors]
-                writer = ShardWriter(config.out, shard, set_id)
-                assembler = ShardAssembler(writer, config, anchors, latents, classes, encoders)
-                all_latents = np.concatenate(latents)
-                all_classes = (np.repeat(np.asarray(classes, dtype=np.int64), per_group)
-                               if config.classes else None)
-                for start in range(0, len(all_latents), config.batch_size):
-                    batch = slice(start, start + config.batch_size)
-                    images = render(generator, all_latents[batch],
-                                    all_classes[batch] if all_classes is not None else None,
-                                    config.image_size, device)
-                    pending.append(writer_thread.submit(assembler.add_batch, images))
-                    progress.update(len(images) / per_group)
-                    progress.set_postfix(images_per_s=_images_per_second(progress, per_group))
-                    while len(pending) > MAX_PENDING_BATCHES:
-                        pending.popleft().result()
-                pending.append(writer_thread.submit(writer.commit))
-            while pending:
-                pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer_thread, \
+                ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="jpeg") as encoders:
+            try:
+                for shard in shards:
+                    latents, classes = shard_inputs(config, shard, generator.latent_dim)
+                    writers.append(ShardWriter(config.out, shard, set_id))
+                    assembler = ShardAssembler(writers[-1], config, config.shard_anchors(shard),
+                                               latents, classes, encoders)
+                    all_latents = np.concatenate(latents)
+                    all_classes = (np.repeat(np.asarray(classes, dtype=np.int64), per_group)
+                                   if config.classes else None)
+                    for start in range(0, len(all_latents), config.batch_size):
+                        batch = slice(start, start + config.batch_size)
+                        images = render(generator, all_latents[batch],
+                                        all_classes[batch] if all_classes is not None else None,
+                                        config.image_size)
+                        pending.append(writer_thread.submit(assembler.add_batch, images))
+                        progress.update(len(images) / per_group)
+                        progress.set_postfix(images_per_s=_images_per_second(progress, per_group))
+                        while len(pending) > MAX_PENDING_BATCHES:
+                            pending.popleft().result()
+                    pending.append(writer_thread.submit(writers[-1].commit))
+                while pending:
+                    pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+    except BaseException:
+        for writer in writers:  # the executors are shut down: no task touches a writer any more
+            writer.discard()
+        raise
 
 
 def _images_per_second(progress: tqdm, per_group: int) -> str:
@@ -236,19 +219,18 @@ def finish_if_complete(config: JobConfig, recipe: dict[str, Any], command: list[
     if any(record is None or record.get("set_id") != set_id for record in records):
         return False
     write_manifest(config.out, complete_manifest(recipe, records, command))
-    for leftover in config.out.glob(f"*{TEMP_SUFFIX}"):  # from processes killed mid-shard
-        leftover.unlink(missing_ok=True)
+    remove_leftovers(config.out)
     return True
 
 
 def run_job(generator: Generator, config: JobConfig, partition: Partition, command: list[str],
-            device: torch.device, show_progress: bool = True) -> bool:
+            show_progress: bool = True) -> bool:
     """Write this process's missing shards, then the manifest if the set is complete.
 
     Returns True when the set is complete (now or already)."""
     recipe = build_recipe(generator, config)
     set_id = recipe_id(recipe)
-    if check_output_folder(config.out, set_id):
+    if check_destination(config.out, set_id):
         return True
     config.out.mkdir(parents=True, exist_ok=True)
     todo = [shard for shard in range(config.shard_count)
@@ -256,5 +238,5 @@ def run_job(generator: Generator, config: JobConfig, partition: Partition, comma
     groups = sum(len(config.shard_anchors(shard)) for shard in todo)
     with tqdm(total=groups, unit="group", disable=not show_progress, dynamic_ncols=True,
               desc=f"shards {len(todo)}") as progress:
-        render_shards(generator, config, todo, set_id, device, progress)
+        render_shards(generator, config, todo, set_id, progress)
     return finish_if_complete(config, recipe, command)

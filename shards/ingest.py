@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-import json
 import os
-import re
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,12 +23,12 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from shards.destination import check_destination, is_committed, remove_leftovers
 from shards.manifest import complete_manifest, read_record, recipe_id, write_manifest
-from shards.schema import MANIFEST_NAME, Group, ShardSetError, shard_name
+from shards.schema import MANIFEST_NAME, Group, ShardSetError
 from shards.writer import ShardWriter
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-RECORD_PATTERN = re.compile(r"^shard-(\d{6})\.json$")
 IN_FLIGHT_PER_WORKER = 4  # images decoded ahead of the writer, per worker thread
 
 T = TypeVar("T")
@@ -71,17 +69,20 @@ def ingest_folder(folder: str | Path, out: str | Path, *, image_size: int, quali
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         plan = plan_ingest(folder, image_size, seed, pool, workers, progress)
-        recipe = ingest_recipe(plan, str(folder), image_size, quality, seed, groups_per_shard)
+        recipe = ingest_recipe(plan, image_size, quality, seed, groups_per_shard)
         set_id = recipe_id(recipe)
-        check_destination(out, folder, set_id)
+        check_not_inside(out, folder)
+        check_destination(out, set_id)
         out.mkdir(parents=True, exist_ok=True)
         spans = shard_spans(len(plan.images), groups_per_shard)
-        pending = [index for index in range(len(spans)) if not _committed(out, index, set_id)]
+        pending = [index for index in range(len(spans)) if not is_committed(out, index, set_id)]
         encode = partial(encode_image, size=image_size, quality=quality)
         _write_shards(plan, out, set_id, spans, pending, encode, pool, workers, progress)
     if pending or not (out / MANIFEST_NAME).is_file():
         records = [read_record(out, index) for index in range(len(spans))]
-        write_manifest(out, complete_manifest(recipe, records, command or []))
+        write_manifest(out, complete_manifest(recipe, records, command or [],
+                                              extra={"source": str(folder)}))
+    remove_leftovers(out)
     return IngestReport(location=out, set_id=set_id, groups=len(plan.images), classes=len(plan.classes),
                         shards_written=len(pending), shards_kept=len(spans) - len(pending),
                         skipped=plan.skipped)
@@ -173,9 +174,9 @@ def _decodes(path: Path, size: int) -> bool:
     return True
 
 
-def ingest_recipe(plan: IngestPlan, source: str, image_size: int, quality: int, seed: int,
+def ingest_recipe(plan: IngestPlan, image_size: int, quality: int, seed: int,
                   groups_per_shard: int) -> dict[str, Any]:
-    """Everything that decides the set's bytes; its hash is the set id."""
+    """Everything that decides the set's bytes (not where the folder lies); its hash is the set id."""
     listing = "".join(f"{image.relative}\t{image.path.stat().st_size}\n" for image in plan.images)
     return {
         "kind": "real",
@@ -188,51 +189,20 @@ def ingest_recipe(plan: IngestPlan, source: str, image_size: int, quality: int, 
         "class_subset": sorted({image.label for image in plan.images}),
         "seed": seed,
         "groups_per_shard": groups_per_shard,
-        "source": source,
         # names and sizes of the ingested files: a changed folder is a different set, never resumed into
         "source_files_sha256": hashlib.sha256(listing.encode("utf-8")).hexdigest(),
         "skipped": plan.skipped,
     }
 
 
-def check_destination(out: Path, folder: Path, set_id: str) -> None:
-    """Refuse an output folder inside the source, or one holding another set (before writing anything)."""
+def check_not_inside(out: Path, folder: Path) -> None:
     if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
         raise ShardSetError(f"The output folder {out} must not be inside the ingested folder {folder}.")
-    if out.exists() and not out.is_dir():
-        raise ShardSetError(f"{out} exists and is not a folder.")
-    if not out.is_dir():
-        return
-    found = [_manifest_set_id(out / MANIFEST_NAME)] if (out / MANIFEST_NAME).exists() else []
-    for path in out.iterdir():
-        if match := RECORD_PATTERN.match(path.name):
-            record = read_record(out, int(match.group(1)))
-            if record is not None:
-                found.append(str(record.get("set_id")))
-    others = sorted(set(found) - {set_id})
-    if others:
-        raise ShardSetError(f"{out} already holds a different shard set (set id {others[0]}; this ingest "
-                            f"makes {set_id}); choose another output folder.")
-
-
-def _manifest_set_id(path: Path) -> str:
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return "unreadable"
-    return str(manifest.get("set_id")) if isinstance(manifest, dict) else "unreadable"
 
 
 def shard_spans(groups: int, groups_per_shard: int) -> list[tuple[int, int]]:
     """(first anchor, end anchor) of every shard."""
     return [(start, min(start + groups_per_shard, groups)) for start in range(0, groups, groups_per_shard)]
-
-
-def _committed(out: Path, index: int, set_id: str) -> bool:
-    record = read_record(out, index)
-    shard = out / shard_name(index)
-    return (record is not None and record.get("set_id") == set_id and shard.is_file()
-            and shard.stat().st_size == record.get("bytes"))
 
 
 def _write_shards(plan: IngestPlan, out: Path, set_id: str, spans: list[tuple[int, int]],

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shards.schema import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, ShardSetError, check_manifest,
+from shards.schema import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, ShardSetError, check_manifest,
                            record_name)
 from shards.writer import write_json_atomic
 
@@ -61,9 +61,10 @@ def read_record(directory: Path, index: int) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
         return None  # a record is written atomically, so this is foreign damage: rewrite the shard
+    return record if isinstance(record, dict) else None
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
@@ -72,11 +73,6 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 
 def shard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{field: record[field] for field in RECORD_FIELDS} for record in records]
-
-
-def shard_indices_on_disk(directory: Path) -> list[int]:
-    return sorted(int(match.group(1)) for path in directory.iterdir()
-                  if (match := SHARD_PATTERN.match(path.name)))
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -127,12 +123,13 @@ def recipe_id(recipe: dict[str, Any]) -> str:
     return sha256_bytes(json.dumps(recipe, sort_keys=True).encode("utf-8"))[:16]
 
 
-def complete_manifest(recipe: dict[str, Any], records: list[dict[str, Any]],
-                      command: list[str]) -> dict[str, Any]:
+def complete_manifest(recipe: dict[str, Any], records: list[dict[str, Any]], command: list[str],
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of a finished set: its recipe plus set id, shard rows and provenance.
 
     ``recipe`` holds kind, groups, views, image, generator, view_method, classes, class_subset,
-    seed and groups_per_shard (see DESIGN.md, "The shard-set format").
+    seed and groups_per_shard (see DESIGN.md, "The shard-set format"); ``extra`` holds facts that
+    do not change the set's bytes (such as the folder a real set was ingested from).
     """
     return {
         "format": FORMAT_NAME,
@@ -141,4 +138,5 @@ def complete_manifest(recipe: dict[str, Any], records: list[dict[str, Any]],
         "set_id": recipe_id(recipe),
         "shards": shard_rows(records),
         "provenance": provenance(command),
+        **(extra or {}),
     }

@@ -20,6 +20,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 KEY_DIGITS = 10
 SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.tar$")
+RECORD_PATTERN = re.compile(r"^shard-(\d{6})\.json$")
 
 KINDS = ("synthetic", "real")
 

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tarfile
+import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,7 +23,9 @@ TEMP_SUFFIX = ".partial"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(path.name + TEMP_SUFFIX)
+    """Write under a temporary name of this writer's own (several processes may write the same
+    file, e.g. the manifest), fsync, and rename over ``path``."""
+    temp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
     with open(temp, "wb") as handle:
         handle.write(data)
         handle.flush()

@@ -66,9 +66,14 @@ def _load_plugin(spec: str) -> Generator:
     module_name, _, attribute = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+    except (ImportError, AttributeError, ValueError) as error:
         raise GeneratorError(f"Cannot load generator {spec!r} ({error}).") from None
-    generator = factory()
+    if not callable(factory):
+        raise GeneratorError(f"Generator {spec!r} names {type(factory).__name__}, not a factory.")
+    try:
+        generator = factory()
+    except Exception as error:  # the user's code may raise anything; report it in one sentence
+        raise GeneratorError(f"Generator factory {spec!r} failed ({type(error).__name__}: {error}).") from None
     missing = [field for field in ("latent_dim", "num_classes", "resolution")
                if not isinstance(getattr(generator, field, None), int)]
     if missing or not callable(generator):

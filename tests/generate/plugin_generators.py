@@ -38,3 +38,18 @@ def make_unconditional() -> ProjectionGenerator:
 def make_broken() -> object:
     """Lacks the attributes a generator must have."""
     return object()
+
+
+class FloatImages(ProjectionGenerator):
+    """Returns floats in [0, 1] instead of uint8 images."""
+
+    def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        return super().__call__(latents, classes).float() / 255
+
+
+def make_float_images() -> FloatImages:
+    return FloatImages(num_classes=5)
+
+
+def make_failing() -> ProjectionGenerator:
+    raise RuntimeError("weights server unreachable")

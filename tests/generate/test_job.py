@@ -9,13 +9,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
-from generate.cli import main as generate_main
+from generate.cli import CountType, main as generate_main
+from generate.generators import GeneratorOptions, make_generator
+from generate.job import JobConfig, build_recipe, finish_if_complete
 from generate.sampling import ViewSpec, sample_latents
 from shards import open_set
 from tests.cli import PLUGIN, assert_clean_failure, cli_env, run_module, tree_digest
@@ -146,6 +150,9 @@ BAD_INPUT = {
     "unknown generator": (["--generator", "stylegan9"], "Unknown generator"),
     "broken plug-in": (["--generator", f"{PLUGIN}:make_broken"], "latent_dim"),
     "missing plug-in": (["--generator", "no_such_module:make"], "Cannot load generator"),
+    "plug-in without module": (["--generator", ":make"], "Cannot load generator"),
+    "plug-in factory fails": (["--generator", f"{PLUGIN}:make_failing"], "weights server unreachable"),
+    "plug-in returns floats": (["--generator", f"{PLUGIN}:make_float_images"], "uint8"),
     "unknown view method": (["--view-method", "rotate"], "rotate"),
     "zero anchors": (["--n-anchors", "0"], "positive whole count"),
     "negative anchors": (["--n-anchors", "-5"], "positive whole count"),
@@ -177,7 +184,7 @@ def test_bad_input_gets_one_sentence(tmp_path, case):
     settings = {"--n-anchors": "4", "--generator": CONDITIONAL, **dict(zip(flags[::2], flags[1::2]))}
     output = refuse(*[item for pair in settings.items() for item in pair], "--out", tmp_path / "set")
     assert fragment in output
-    assert not (tmp_path / "set").exists()
+    assert not (tmp_path / "set").exists() or os.listdir(tmp_path / "set") == []
 
 
 def test_bad_input_from_a_shell_prints_one_line_and_no_traceback(tmp_path):
@@ -228,3 +235,29 @@ def test_the_manifest_records_the_command_and_rows(tmp_path):
         shard = tmp_path / "set" / row["name"]
         assert row["bytes"] == shard.stat().st_size
     assert manifest["provenance"]["package"] == "genviews"
+
+
+@pytest.mark.parametrize("text, count", [("2000", 2000), ("130k", 130_000), ("1.3M", 1_300_000),
+                                         ("4.1M", 4_100_000), ("2.01k", 2010), ("4.03k", 4030)])
+def test_anchor_counts_are_read_exactly(text, count):
+    assert CountType().convert(text, None, None) == count
+
+
+def test_processes_finishing_together_all_succeed_and_write_one_manifest(tmp_path):
+    """Every rank that sees all records writes the manifest; simultaneous writers must not collide."""
+    generate(tmp_path / "set", "--generator", CONDITIONAL, "--n-anchors", 6, "--groups-per-shard", 2)
+    manifest = (tmp_path / "set" / "manifest.json").read_bytes()
+    (tmp_path / "set" / "manifest.json").unlink()
+    generator = make_generator(CONDITIONAL, GeneratorOptions(None, torch.device("cpu"), 1.0))
+    config = JobConfig(generator=CONDITIONAL, n_anchors=6,
+                       views=ViewSpec("gaussian", 4, sigma=0.2, truncation=1.0),
+                       classes=list(range(5)), seed=0, image_size=32, quality=95,
+                       groups_per_shard=2, batch_size=64, out=tmp_path / "set")
+    recipe = build_recipe(generator, config)
+    command = json.loads(manifest)["provenance"]["command"]
+    with ThreadPoolExecutor(8) as pool:
+        finished = list(pool.map(lambda _: finish_if_complete(config, recipe, command), range(32)))
+    assert all(finished)
+    assert (tmp_path / "set" / "manifest.json").read_bytes() == manifest
+    assert sorted(os.listdir(tmp_path / "set")) == sorted(
+        [f"shard-{index:06d}.{ext}" for index in range(3) for ext in ("tar", "json")] + ["manifest.json"])

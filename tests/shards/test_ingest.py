@@ -126,13 +126,11 @@ def test_rerun_resumes_and_rewrites_only_missing_shards(photos: Path, tmp_path: 
     report = ingest(photos, out)
 
     assert (report.shards_written, report.shards_kept) == (2, 1)
-    resumed = tree_digest(out)
-    leftover = resumed.pop("shard-000000.tar.partial")
-    assert resumed == before
+    assert tree_digest(out) == before  # the crash's leftover is gone once the set is complete
 
     again = ingest(photos, out)
     assert (again.shards_written, again.shards_kept) == (0, 3)
-    assert tree_digest(out) == {**before, "shard-000000.tar.partial": leftover}
+    assert tree_digest(out) == before
 
 
 def test_refuses_a_folder_holding_another_set_and_touches_nothing(photos: Path, tmp_path: Path):
@@ -144,7 +142,7 @@ def test_refuses_a_folder_holding_another_set_and_touches_nothing(photos: Path, 
                                       "--groups-per-shard", "2", "--seed", "5"])
 
     assert result.exit_code == 2
-    assert "already holds a different shard set" in result.output
+    assert "holds a different shard set" in result.output
     assert tree_digest(out) == before
 
 
@@ -154,7 +152,7 @@ def test_refuses_records_of_another_set_even_without_a_manifest(photos: Path, tm
     (out / MANIFEST_NAME).unlink()
     before = tree_digest(out)
 
-    with pytest.raises(ShardSetError, match="already holds a different shard set"):
+    with pytest.raises(ShardSetError, match="holds a different shard set"):
         ingest(photos, out)
     assert tree_digest(out) == before
 
