@@ -25,9 +25,10 @@ import torchvision.transforms.v2.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from shards import Group, ShardSet, decode_view, open_set
+from shards import Group, ShardSet, open_set
 from shards.ingest import ordered_map
 from shards.manifest import sha256_file
+from shards.reader import decode_group_view
 from shards.writer import write_bytes_atomic
 from train.augment import normalize
 from train.checkpoint import load_checkpoint
@@ -99,16 +100,14 @@ def load_encoder(path: str | Path, device: torch.device | None = None) -> Frozen
     """The encoder of a training checkpoint, frozen; refuses weights that do not fit its config."""
     path = Path(path)
     state = load_checkpoint(path)
-    config = state["config"]
-    missing = [key for key in REQUIRED_CONFIG if not isinstance(config, dict) or key not in config]
-    if missing:
-        raise EvaluationError(f"{path} has no {', '.join(missing)} in its config, so it was not written "
-                              "by train/main.py.")
-    if config["backbone"] not in BACKBONES:
-        raise EvaluationError(f"{path} names backbone {config['backbone']!r} in its config, which is none of "
-                              f"{', '.join(BACKBONES)}.")
+    config, model = state["config"], state["model"]
+    check_config(config, path)
+    if not isinstance(model, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor)
+                                              for key, value in model.items()):
+        raise EvaluationError(f"{path} holds a model that is not a table of named tensors, so it was not "
+                              "written by train/main.py.")
     encoder, _ = build_encoder(config["backbone"], bool(config["small_images"]))
-    weights = encoder_weights(state["model"])
+    weights = encoder_weights(model)
     if not weights_fit(encoder, weights):
         named = describe_backbone(config["backbone"], bool(config["small_images"]))
         found = identify_backbone(weights)
@@ -118,6 +117,25 @@ def load_encoder(path: str | Path, device: torch.device | None = None) -> Frozen
     device = device or best_device()
     return FrozenEncoder(module=encoder.to(device).eval(), config=config, path=path,
                          sha256=sha256_file(path), device=device)
+
+
+def check_config(config: Any, path: Path) -> None:
+    """Refuse a checkpoint config that train/main.py did not write, in one sentence."""
+    if not isinstance(config, dict):
+        raise EvaluationError(f"{path} holds a config that is not a dictionary, so it was not written by "
+                              "train/main.py.")
+    missing = [key for key in REQUIRED_CONFIG if key not in config]
+    if missing:
+        raise EvaluationError(f"{path} has no {', '.join(missing)} in its config, so it was not written "
+                              "by train/main.py.")
+    if not isinstance(config["backbone"], str) or config["backbone"] not in BACKBONES:
+        raise EvaluationError(f"{path} names backbone {config['backbone']!r} in its config, which is none of "
+                              f"{', '.join(BACKBONES)}.")
+    sizes = [key for key in ("crop_size", "image_size")
+             if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1]
+    if sizes:
+        raise EvaluationError(f"{path} has a {' and '.join(sizes)} in its config that is not a positive "
+                              "integer.")
 
 
 def open_labelled_set(location: str, encoder: FrozenEncoder) -> ShardSet:
@@ -139,9 +157,9 @@ def check_same_classes(train_set: ShardSet, val_set: ShardSet) -> None:
                               "the training and validation sets must share one.")
 
 
-def center_view(data: bytes, crop_size: int) -> torch.Tensor:
-    """uint8 [3, crop, crop]: the shorter side resized to crop / 0.875, then the centre crop."""
-    image = decode_view(data)
+def center_view(image: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """uint8 [3, crop, crop] of a decoded view: the shorter side resized to crop / 0.875, then the
+    centre crop."""
     image = F.resize(image, [round(crop_size / CENTER_CROP_FRACTION)], antialias=True)
     return F.center_crop(image, [crop_size, crop_size])
 
@@ -153,9 +171,10 @@ def batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 def extract_features(encoder: FrozenEncoder, shard_set: ShardSet, batch_size: int = EXTRACT_BATCH,
                      progress: bool = False) -> Features:
-    """Features of view 0 of every group; threads decode ahead while the encoder runs."""
+    """Features of view 0 of every group; threads decode ahead while the encoder runs. A damaged
+    shard or view raises CorruptSampleError with one sentence."""
     def prepare(group: Group) -> tuple[torch.Tensor, int]:
-        return center_view(group.views[0], encoder.crop_size), group.label
+        return center_view(decode_group_view(group, 0), encoder.crop_size), group.label
 
     vectors, labels = [], []
     with ThreadPoolExecutor(DECODE_THREADS) as pool, torch.inference_mode(), \

@@ -35,7 +35,7 @@ def set_record(shard_set: ShardSet) -> dict[str, Any]:
 
 def run_record(config: dict[str, Any]) -> dict[str, Any]:
     """The training run behind a checkpoint, as the report shows it."""
-    return {key: config.get(key) for key in ("method", "data", "epochs", "backbone")}
+    return {key: config.get(key) for key in ("method", "data", "data_manifests", "epochs", "backbone")}
 
 
 def build_results(metric: str, top1: float, top5: float | None, encoder: FrozenEncoder,

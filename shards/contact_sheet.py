@@ -7,15 +7,13 @@ MARGIN apart and around the edge; so a sheet of n groups is
 
 from __future__ import annotations
 
-import io
-import tarfile
+import itertools
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from shards.reader import ShardSet, open_set
+from shards.reader import ShardSet, decode_group_view, open_set
 from shards.schema import Group, ShardSetError
-from shards.verify import error_summary
 
 LABEL_WIDTH = 150
 MARGIN = 4
@@ -51,27 +49,18 @@ def contact_sheet(shard_set: ShardSet, *, groups: int, start: int, thumb_size: i
         top = MARGIN + row * cell
         for line, text in enumerate(row_label(shard_set, group)[:max(1, thumb_size // LINE_HEIGHT)]):
             draw.text((MARGIN, top + line * LINE_HEIGHT), fit_text(draw, text, font), fill=TEXT, font=font)
-        for view, data in enumerate(group.views):
-            sheet.paste(thumbnail(data, thumb_size), (LABEL_WIDTH + view * cell, top))
+        for view in range(len(group.views)):
+            sheet.paste(thumbnail(group, view, thumb_size), (LABEL_WIDTH + view * cell, top))
     return sheet
 
 
 def read_groups(shard_set: ShardSet, start: int, count: int) -> list[Group]:
     """Groups start..start+count-1, read from the shards that hold them only."""
     stop = start + count
-    urls = [url for url, row in zip(shard_set.urls, shard_set.shard_rows)
-            if row["last_anchor"] >= start and row["first_anchor"] < stop]
-    shown = []
-    try:
-        for group in shard_set.pipeline(urls, split_by_node=False, split_by_worker=False):
-            if start <= group.anchor < stop:
-                shown.append(group)
-            if len(shown) == count:
-                break
-    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
-        raise ShardSetError(f"A shard of {shard_set.location} could not be read ({error_summary(error)}); "
-                            "python -m shards verify names the damaged ones.") from None
-    return shown
+    shards = [index for index, row in enumerate(shard_set.shard_rows)
+              if row["last_anchor"] >= start and row["first_anchor"] < stop]
+    groups = itertools.chain.from_iterable(shard_set.shard_groups(index) for index in shards)
+    return list(itertools.islice((group for group in groups if group.anchor >= start), count))
 
 
 def row_label(shard_set: ShardSet, group: Group) -> list[str]:
@@ -91,6 +80,6 @@ def fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont 
     return text + "…"
 
 
-def thumbnail(data: bytes, size: int) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
-        return ImageOps.fit(image.convert("RGB"), (size, size), method=Image.Resampling.BICUBIC)
+def thumbnail(group: Group, view: int, size: int) -> Image.Image:
+    image = Image.fromarray(decode_group_view(group, view).permute(1, 2, 0).numpy())
+    return ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)

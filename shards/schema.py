@@ -11,7 +11,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -141,10 +141,45 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         raise ShardSetError(f"{where} is incomplete (missing {missing}).")
     if manifest["kind"] not in KINDS:
         raise ShardSetError(f"{where} has kind {manifest['kind']!r}; expected one of {list(KINDS)}.")
-    if not isinstance(manifest["groups"], int) or not isinstance(manifest["views"], int):
-        raise ShardSetError(f"{where} has non-integer groups or views.")
+    check_fields(manifest, where)
     check_shard_rows(manifest, where)
     return manifest
+
+
+def check_fields(manifest: dict[str, Any], where: str) -> None:
+    """Refuse a field of the wrong type or range, in one sentence naming it. Checked in order, so
+    each check may rely on the ones before it."""
+    synthetic = manifest["kind"] == "synthetic"
+    checks: list[tuple[str, Callable[[], bool], str]] = [
+        ("groups", lambda: _is_count(manifest["groups"], 0), "an integer of at least 0"),
+        ("views", lambda: _is_count(manifest["views"], 1), "an integer of at least 1"),
+        ("groups_per_shard", lambda: _is_count(manifest["groups_per_shard"], 1), "an integer of at least 1"),
+        ("image", lambda: isinstance(manifest["image"], dict) and _is_count(manifest["image"].get("size"), 1),
+         "an object whose size is an integer of at least 1"),
+        ("classes", lambda: isinstance(manifest["classes"], list)
+         and all(isinstance(name, str) for name in manifest["classes"]), "a list of class names"),
+        ("class_subset", lambda: _absent_or(manifest, "class_subset", list) and all(
+            _is_count(index, 0) and index < len(manifest["classes"]) for index in manifest.get("class_subset", [])),
+         "a list of indices into classes"),
+        ("generator", lambda: manifest.get("generator") is None or isinstance(manifest["generator"], dict),
+         "an object or null"),
+        ("generator", lambda: not synthetic or (isinstance(manifest.get("generator"), dict)
+                                                and _is_count(manifest["generator"].get("latent_dim"), 1)),
+         "an object whose latent_dim is an integer of at least 1 (the set is synthetic)"),
+        ("view_method", lambda: _absent_or(manifest, "view_method", dict), "an object"),
+        ("provenance", lambda: _absent_or(manifest, "provenance", dict), "an object"),
+    ]
+    for name, passes, expected in checks:
+        if not passes():
+            raise ShardSetError(f"{where} has a malformed {name} field: it must be {expected}.")
+
+
+def _is_count(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _absent_or(manifest: dict[str, Any], name: str, kind: type) -> bool:
+    return name not in manifest or isinstance(manifest[name], kind)
 
 
 def check_shard_rows(manifest: dict[str, Any], where: str) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from shards.writer import write_bytes_atomic
 
 
 class CheckpointError(Exception):
@@ -14,13 +16,10 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write to a temporary name, fsync, rename: a killed run never leaves a half-written file."""
-    temp = path.with_name(path.name + ".partial")
-    with open(temp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    """Written to a temporary name, fsynced and renamed: a killed run never leaves half a file."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

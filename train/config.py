@@ -8,6 +8,8 @@ from typing import Any, Callable
 import click
 import yaml
 
+from train.models import BACKBONES
+
 METHODS = ("simclr", "supcon", "multipos")
 OPTIMIZER_DEFAULTS = {  # base learning rate (per 256 images) and weight decay
     "sgd": (0.05, 1e-4),
@@ -50,7 +52,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Run folder: config, provenance, metrics.jsonl and checkpoints."),
         click.option("--method", type=click.Choice(METHODS), default="simclr",
                      help="Positives: views of a group (simclr), same class (supcon), all M views (multipos)."),
-        click.option("--backbone", default="resnet18", help="Encoder: resnet18 or resnet50."),
+        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="resnet18",
+                     help="Encoder from torchvision, trained from scratch."),
         click.option("--small-images/--imagenet-stem", default=None,
                      help="3x3 stride-1 stem without max-pool [default: on for crops of 64 px and less]."),
         click.option("--projection-dim", type=click.IntRange(1), default=128,

@@ -4,8 +4,8 @@ Which samples are positives of each other is said by ``labels`` alone:
 
 - SimCLR and multi-positive: the group id of each view, so all views of a group are positives of each
   other (two views per group gives SimCLR's NT-Xent exactly). Group ids must be unique across the
-  whole global batch: e.g. the group's position in the global batch, ``rank * groups_per_rank + g``.
-  A shard set's anchor index only qualifies when a batch never mixes shard sets.
+  whole global batch: train/data.py gives ``set_index * GROUP_ID_STRIDE + anchor``, which holds
+  across ranks (each reads its own shards) and across mixed sets.
 - SupCon: the class index, from the same class table on every rank.
 
 Everything else in the (global) batch is a negative.

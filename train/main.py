@@ -33,7 +33,8 @@ from train import distributed
 from train.augment import AugmentConfig, AugmentConfigError, normalize
 from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from train.config import resolve, training_options, training_recipe
-from train.data import Batch, DataConfigError, build_loader, check_shared_classes, open_sources
+from train.data import (Batch, DataConfigError, build_loader, check_shared_classes, open_sources,
+                        steps_per_epoch)
 from train.losses import distributed_contrastive_loss
 from train.models import ModelConfigError, build_model
 from train.optim import OptimizerConfigError, build_optimizer, lr_at, scaled_lr, set_lr
@@ -50,6 +51,15 @@ def check_method(config: dict[str, Any], sources: list) -> None:
         check_shared_classes(sources)
     if config["method"] == "simclr" and config["views"] != 2:
         raise RunError("simclr trains on pairs of views; use --method multipos for --views above 2.")
+
+
+def check_before_writing(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo) -> None:
+    """Refusals that must come before the run folder is touched."""
+    out = Path(config["out"])
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} exists and is not a folder.")
+    autocast(config, dist_info.device)
+    steps_per_epoch(sources, config["batch_size"], dist_info.world_size)
 
 
 def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -83,10 +93,17 @@ def write_run_records(config: dict[str, Any], sources: list, resumed_step: int) 
                   "manifest_sha256": source.shard_set.manifest_sha256} for source in sources],
     })
     metrics = out / "metrics.jsonl"
-    if metrics.exists():  # a killed run may have logged steps past its last checkpoint
+    if metrics.exists():  # a killed run may have logged steps past its checkpoint, or half a line
         kept = [line for line in metrics.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= resumed_step]
+                if (step := _logged_step(line)) is not None and step <= resumed_step]
         write_bytes_atomic(metrics, "".join(line + "\n" for line in kept).encode())
+
+
+def _logged_step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def autocast(config: dict[str, Any], device: torch.device) -> contextlib.AbstractContextManager:
@@ -208,10 +225,13 @@ def main(**params: Any) -> None:
     """Train a contrastive encoder (SimCLR, SupCon, multi-positive) on one or more shard sets."""
     sources = open_sources(params["data"])
     config = resolve(params, image_size=min(source.shard_set.image_size for source in sources))
+    # The sets' content, not only their paths: a set regenerated in place is other data.
+    config["data_manifests"] = [source.shard_set.manifest_sha256 for source in sources]
     check_method(config, sources)
     dist_info = distributed.setup_distributed()
     config["world_size"] = dist_info.world_size  # the global batch, and so the schedule, depend on it
     try:
+        check_before_writing(config, sources, dist_info)
         train(config, sources, dist_info)
     finally:
         distributed.cleanup()

@@ -7,7 +7,6 @@ without a timeout, unpickles with ``torch.load`` and ignores missing or unexpect
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 
 from generate.classes import imagenet_class_names
 from generate.generators import GeneratorError, GeneratorOptions
+from shards.manifest import sha256_file
 
 MODELS = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
 CONFIG_FILE = "config.json"
@@ -62,7 +62,7 @@ def make_biggan(name: str, options: GeneratorOptions) -> BigGANDeep:
         config_path, weights_path = _folder_files(Path(options.weights))
     model = _load_model(package, config_path, weights_path).to(options.device)
     remove_spectral_norm(model)  # on the device, so that it divides exactly as eval mode would there
-    return BigGANDeep(name, model, options.truncation, _sha256(weights_path))
+    return BigGANDeep(name, model, options.truncation, sha256_file(weights_path))
 
 
 def remove_spectral_norm(model: torch.nn.Module) -> None:
@@ -171,11 +171,3 @@ def _load_model(package, config_path: Path, weights_path: Path) -> torch.nn.Modu
 def _abbreviate(keys: list[str]) -> str:
     shown = ", ".join(keys[:3])
     return shown if len(keys) <= 3 else f"{shown} and {len(keys) - 3} more"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,6 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from shards import decode_view
+
 from evaluate.features import (EvaluationError, cache_name, cached_features, center_view, extract_features,
                                load_encoder, open_labelled_set)
 from tests.evaluate.helpers import CLASSES, write_checkpoint, write_labelled_set
@@ -32,7 +34,7 @@ def test_center_view_scales_the_shorter_side_to_crop_over_0875_and_keeps_the_cen
     jpeg = io.BytesIO()
     Image.fromarray(pixels).save(jpeg, format="JPEG", quality=95)
 
-    view = center_view(jpeg.getvalue(), crop_size=28)  # 40x80 -> 32x64 -> centre 28x28
+    view = center_view(decode_view(jpeg.getvalue()), crop_size=28)  # 40x80 -> 32x64 -> centre 28x28
 
     assert view.dtype == torch.uint8 and view.shape == (3, 28, 28)
     assert view[0].float().mean() < 40 and view[1].float().mean() > 160

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_bad_input_gets_one_sentence(tmp_path, labelled_set, case):
     result = CliRunner().invoke(train_main, [*map(str, args), *flags])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     assert fragment in result.output
-    assert not (tmp_path / "run" / "last.pt").exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_supcon_refuses_a_set_without_classes(tmp_path):
@@ -150,3 +151,18 @@ def test_resume_refuses_other_settings_and_a_new_run_refuses_an_old_folder(tmp_p
     again = run_train("--data", labelled_set, "--out", run, "--epochs", 1, *FAST)
     assert_clean_failure(again, "--resume")
     assert (run / "last.pt").read_bytes() == before
+
+
+def test_resume_survives_a_torn_metrics_line_and_refuses_data_changed_in_place(tmp_path):
+    data, run = make_set(tmp_path / "data"), tmp_path / "run"
+    assert run_train("--data", data, "--out", run, "--epochs", 1, *FAST).returncode == 0
+    with open(run / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"step": 4, "epo')  # a write cut off by a crash
+    resumed = run_train("--data", data, "--out", run, "--epochs", 1, "--resume", *FAST)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [record["step"] for record in read_metrics(run)] == [1, 2, 3]
+
+    shutil.rmtree(data)
+    make_set(data, anchors=32)  # the same path now holds other groups
+    changed = run_train("--data", data, "--out", run, "--epochs", 2, "--resume", *FAST)
+    assert_clean_failure(changed, "data_manifests")
