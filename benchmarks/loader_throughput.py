@@ -9,7 +9,7 @@ is the CPU time of the loop process and its workers per view, which other jobs o
 barely change. Each is the best of --rounds rounds, the pipelines taking turns. Without --data it
 renders a K = 1 set of 128-px images with the embedded generator first.
 
-    python benchmarks/loader_throughput.py [--data SET] [--groups 1000] [--workers N] [--epochs 3]
+    python -m benchmarks.loader_throughput [--data SET] [--groups 1000] [--workers N] [--epochs 3]
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ def decode_group_view(group: Group, view: int) -> torch.Tensor:
 def error_summary(error: BaseException) -> str:
     """An error's own message: its first line, without the stream that webdataset appends
     (" @ <stream>") or the source position that torchvision puts first ("function, file:line, ")."""
+    if isinstance(error, OSError) and error.strerror:  # its args are (errno, strerror, ...)
+        return error.strerror
     text = str(error.args[0]) if error.args else ""
     text = re.sub(r"^\w+, \S+:\d+, ", "", text.splitlines()[0] if text else "").split(" @ ")[0]
     return text or type(error).__name__
