@@ -25,9 +25,8 @@ ErrorHandler = Callable[[Exception], bool]
 TAR_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)
 
 
-class UndecodableViewError(CorruptSampleError, RuntimeError):
-    """A view whose bytes start like a JPEG but do not decode. Also a RuntimeError, the type
-    torchvision's decoder raises, so callers written against the decoder keep catching it."""
+class UndecodableViewError(CorruptSampleError):
+    """A view whose bytes start like a JPEG but do not decode."""
 
 
 def decode_view(data: bytes, where: str = "The view") -> torch.Tensor:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from shards.manifest import is_remote, member_location
-from shards.reader import ShardSet, open_set
+from shards.reader import ShardSet, error_summary, open_set
 from shards.schema import CorruptSampleError
 
 READ_BLOCK = 1 << 20
@@ -138,9 +138,3 @@ def _anchor_problem(anchors: list[int], row: dict[str, Any], problem: Callable[[
         return problem(f"holds anchor {anchors[position]} where anchor {expected[position]} belongs "
                        f"(anchors must run {row['first_anchor']}..{row['last_anchor']} in order).")
     return None
-
-
-def error_summary(error: BaseException) -> str:
-    """An error's own message, without the stream and URL that webdataset appends to its args."""
-    text = str(error.args[0]) if error.args else type(error).__name__
-    return text.splitlines()[0] if text else type(error).__name__

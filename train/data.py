@@ -31,7 +31,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from shards import CorruptSampleError, Group, ShardSet, ShardSetError, decode_view, open_set
+from shards import CorruptSampleError, Group, ShardSet, ShardSetError, open_set
+from shards.reader import decode_group_view
 from train.augment import AugmentConfig, ViewAugment
 
 GROUP_ID_STRIDE = 10**10  # anchors have 10 digits, so set_index * stride + anchor never collides
@@ -274,11 +275,9 @@ class TrainStream(IterableDataset):
             chosen = choose_views(len(group.views), self.views,
                                   view_rng(self.seed, epoch, lap, set_index, group.anchor))
             try:
-                decoded = {view: decode_view(group.views[view]) for view in set(chosen)}
-            except RuntimeError as error:
-                problem = CorruptSampleError(f"shard {group.source}: sample {group.anchor:010d} has a view "
-                                             f"that does not decode ({error}).")
-                self.policy.handle(problem, group.source)
+                decoded = {view: decode_group_view(group, view) for view in set(chosen)}
+            except CorruptSampleError as error:
+                self.policy.handle(error, group.source)
                 continue
             images = torch.stack([self.augment(decoded[view]) for view in chosen])
             label = group.label if group.label is not None else UNLABELLED

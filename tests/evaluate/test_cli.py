@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from evaluate.cli import cli
 from evaluate.report import COLUMNS
 from tests.cli import assert_clean_failure, run_module
-from train.checkpoint import save_checkpoint
 from tests.evaluate.helpers import write_checkpoint, write_labelled_set
+from tests.shards.helpers import break_first_view, truncate_shard
+from train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,13 @@ def sets(tmp_path_factory) -> dict[str, Path]:
 
 def evaluate(*args: object):
     return CliRunner().invoke(cli, [str(arg) for arg in args])
+
+
+def assert_one_error_line(stderr: str) -> None:
+    """One sentence on the last line; only progress bars may come before it."""
+    *progress, last = stderr.rstrip("\n").split("\n")
+    assert last.startswith("error: ") and "Traceback" not in stderr, stderr
+    assert all(line.lstrip("\r").startswith("features:") for line in progress if line), stderr
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +107,20 @@ def checkpoint_without_crop_size(folder: Path) -> Path:
     return folder / "bare.pt"
 
 
+def checkpoint_with(folder: Path, name: str, **entries: object) -> Path:
+    """A trainer's checkpoint with some of its top-level entries replaced, as another program might write."""
+    state = torch.load(write_checkpoint(folder / "full.pt"), weights_only=True)
+    save_checkpoint(folder / name, {**state, **entries})
+    return folder / name
+
+
+def damaged_set(folder: Path, damage: Callable[[Path], object]) -> Path:
+    """A copy of the training set whose second shard (groups 16..29) is damaged."""
+    location = write_labelled_set(folder / "damaged", groups=30, seed=1)
+    damage(location / "shard-000001.tar")
+    return location
+
+
 # case -> (the arguments it replaces, given the sets and a temporary folder; what the message says)
 BAD_INPUT: dict[str, tuple[Callable[[dict, Path], dict], str]] = {
     "missing checkpoint": (lambda sets, tmp: {"--checkpoint": tmp / "none.pt"}, "No checkpoint at"),
@@ -114,6 +136,17 @@ BAD_INPUT: dict[str, tuple[Callable[[dict, Path], dict], str]] = {
                          "names backbone 'vgg11' in its config"),
     "checkpoint of another program": (lambda sets, tmp: {"--checkpoint": checkpoint_without_crop_size(tmp)},
                                       "has no crop_size in its config"),
+    "model that is not a table": (lambda sets, tmp: {"--checkpoint": checkpoint_with(tmp, "list.pt", model=[1, 2])},
+                                  "holds a model that is not a table of named tensors"),
+    "config that is not a dictionary": (
+        lambda sets, tmp: {"--checkpoint": checkpoint_with(tmp, "text.pt", config="resnet18")},
+        "holds a config that is not a dictionary"),
+    "crop size that is text": (lambda sets, tmp: {"--checkpoint": write_checkpoint(tmp / "crop.pt", crop_size="32")},
+                               "has a crop_size in its config that is not a positive integer"),
+    "truncated shard": (lambda sets, tmp: {"--train": damaged_set(tmp, truncate_shard)},
+                        "shard-000001.tar could not be read (unexpected end of data); python -m shards verify"),
+    "undecodable image": (lambda sets, tmp: {"--train": damaged_set(tmp, break_first_view)},
+                          "shard-000001.tar: sample 0000000016 view 0 is not a decodable JPEG"),
     "set of another image size": (lambda sets, tmp: {"--val": sets["larger"]},
                                   "holds 48-px images but"),
     "unlabelled set": (lambda sets, tmp: {"--train": sets["unlabelled"]}, "is unlabelled"),
@@ -136,12 +169,15 @@ def test_bad_input_gets_one_sentence(sets, tmp_path, case, metric):
 
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     assert BAD_INPUT[case][1] in result.stderr
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert_one_error_line(result.stderr)
     assert not (tmp_path / "eval").exists() and not (sets["checkpoint"].parent / "eval").exists()
 
 
-@pytest.mark.parametrize("case", ["weights of another backbone", "set of another image size"])
-def test_bad_input_from_the_command_line_has_no_traceback(sets, tmp_path, case):
-    result = run_module("evaluate", "linear", *bad_arguments(case, sets, tmp_path))
+@pytest.mark.parametrize("metric, case", [("linear", "weights of another backbone"),
+                                          ("linear", "set of another image size"),
+                                          ("knn", "truncated shard"), ("knn", "undecodable image")])
+def test_bad_input_from_the_command_line_has_no_traceback(sets, tmp_path, metric, case):
+    result = run_module("evaluate", metric, *bad_arguments(case, sets, tmp_path))
 
     assert_clean_failure(result, BAD_INPUT[case][1])
+    assert_one_error_line(result.stderr)

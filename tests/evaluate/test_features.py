@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from shards import decode_view
-
 from evaluate.features import (EvaluationError, cache_name, cached_features, center_view, extract_features,
                                load_encoder, open_labelled_set)
+from shards import decode_view
 from tests.evaluate.helpers import CLASSES, write_checkpoint, write_labelled_set
+from train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,23 @@ def test_encoder_is_frozen_with_the_checkpoint_weights(inputs):
     assert not encoder.module.training
     assert torch.equal(encoder.module.state_dict()["layer4.1.conv2.weight"], saved["encoder.layer4.1.conv2.weight"])
     assert (encoder.crop_size, encoder.image_size) == (32, 32)
+
+
+@pytest.mark.parametrize("replace_entries, expected", [
+    (lambda state: {"model": [1, 2]}, "holds a model that is not a table of named tensors"),
+    (lambda state: {"model": {**state["model"], "encoder.conv1.weight": "pixels"}},
+     "holds a model that is not a table of named tensors"),
+    (lambda state: {"config": ["resnet18"]}, "holds a config that is not a dictionary"),
+    (lambda state: {"config": {**state["config"], "backbone": ["resnet18"]}}, r"names backbone \['resnet18'\]"),
+    (lambda state: {"config": {**state["config"], "image_size": 0}}, "image_size in its config that is not a"),
+], ids=["model list", "model of text", "config list", "backbone list", "image size zero"])
+def test_checkpoint_of_another_program_is_refused_in_one_sentence(inputs, tmp_path, replace_entries, expected):
+    state = torch.load(inputs["checkpoint"], weights_only=True)
+    save_checkpoint(tmp_path / "foreign.pt", {**state, **replace_entries(state)})
+
+    with pytest.raises(EvaluationError, match=expected) as error:
+        load_encoder(tmp_path / "foreign.pt", torch.device("cpu"))
+    assert "\n" not in str(error.value) and str(error.value).endswith(".")
 
 
 def test_features_follow_anchor_order_whatever_the_batch_size(inputs):

@@ -90,7 +90,8 @@ def test_linear_results_are_sane_and_beat_chance(inputs, results):
     assert results["val_set"] == {"location": str(inputs["val"]), "groups": 30,
                                   "manifest_sha256": hashlib.sha256(val_manifest).hexdigest()}
     assert results["train_set"]["groups"] == 60
-    assert results["run"] == {"method": "supcon", "data": ["sets/colours"], "epochs": 3, "backbone": "resnet18"}
+    assert results["run"] == {"method": "supcon", "data": ["sets/colours"], "data_manifests": None,
+                              "epochs": 3, "backbone": "resnet18"}
     assert results["package_version"] and results["git_commit"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from PIL import Image
 from shards.manifest import complete_manifest, recipe_id, write_manifest
 from shards.schema import Group
 from shards.writer import ShardWriter
+
+GARBAGE_JPEG = b"\xff\xd8" + bytes(range(256)) * 4  # a JPEG's first two bytes, then no JPEG
 
 CLASSES = ["apple", "banana", "cherry"]
 
@@ -79,3 +82,20 @@ def write_photo(path: Path, colour: tuple[int, int, int], size: tuple[int, int])
     ramp = np.linspace(0, 60, size[0], dtype=np.float32)[None, :, None]
     pixels = np.clip(np.array(colour, dtype=np.float32)[None, None, :] + ramp, 0, 255).astype(np.uint8)
     Image.fromarray(np.broadcast_to(pixels, (size[1], size[0], 3)).copy()).save(path)
+
+
+def truncate_shard(shard: Path, size: int = 1500) -> None:
+    """Cut a shard inside its first member, as an interrupted copy leaves it."""
+    shard.write_bytes(shard.read_bytes()[:size])
+
+
+def break_first_view(shard: Path) -> str:
+    """Keep the tar intact but overwrite the first JPEG member after its ff d8 header with garbage of
+    the same length, as a bad disk or transfer would; returns the member's name."""
+    with tarfile.open(shard) as tar:
+        member = next(member for member in tar.getmembers() if member.name.endswith(".jpg"))
+    data = bytearray(shard.read_bytes())
+    body = slice(member.offset_data + 2, member.offset_data + member.size)
+    data[body] = (GARBAGE_JPEG[2:] * (member.size // len(GARBAGE_JPEG) + 1))[:member.size - 2]
+    shard.write_bytes(bytes(data))
+    return member.name

@@ -12,9 +12,10 @@ from PIL import Image
 from shards.cli import cli
 from shards.contact_sheet import LABEL_WIDTH, MARGIN
 from shards.schema import Group
-from tests.cli import run_module
+from tests.cli import assert_clean_failure, run_module
 from tests.shards.helpers import (CLASSES, jpeg_bytes, synthetic_recipe, view_colour, write_set,
                                   write_synthetic_set)
+from tests.shards.helpers import break_first_view, truncate_shard
 
 
 @pytest.fixture
@@ -89,12 +90,16 @@ def test_info_of_a_folder_without_a_set_is_one_sentence(tmp_path: Path):
     assert result.output.startswith("error: No finished shard set") and result.output.count("\n") == 1
 
 
-def test_show_of_a_damaged_shard_is_one_sentence(synthetic: Path, tmp_path: Path):
-    shard = synthetic / "shard-000000.tar"
-    shard.write_bytes(shard.read_bytes()[:1500])
+@pytest.mark.parametrize("damage, expected", [
+    (truncate_shard, "shard-000001.tar could not be read (unexpected end of data); python -m shards verify"),
+    (break_first_view, "shard-000001.tar: sample 0000000004 view 0 is not a decodable JPEG"),
+], ids=["truncated tar", "undecodable view"])
+def test_show_of_a_damaged_shard_is_one_sentence(synthetic: Path, tmp_path: Path, damage, expected):
+    damage(synthetic / "shard-000001.tar")  # groups 4 and 5
 
-    result = CliRunner().invoke(cli, ["show", str(synthetic), "--out", str(tmp_path / "sheet.png")])
+    result = run_module("shards", "show", synthetic, "--start", "3", "--out", tmp_path / "sheet.png")
 
-    assert result.exit_code == 2
-    assert "could not be read" in result.output and "verify names the damaged ones" in result.output
+    assert result.returncode == 2
+    assert_clean_failure(result, expected)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "sheet.png").exists()

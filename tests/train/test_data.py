@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from shards import CorruptSampleError, Group, ShardWriter, open_set
 from shards.manifest import complete_manifest, recipe_id, write_manifest
 from train.augment import AugmentConfig
 from train.data import (GROUP_ID_STRIDE, DataConfigError, DataSource, build_loader, check_shared_classes,
-                        choose_views, parse_data_spec, shard_reads, steps_per_epoch)
+                        choose_views, parse_data_spec, shard_reads, steps_per_epoch, view_rng)
 
 WORKER = Path(__file__).with_name("uneven_worker.py")
 TINY = AugmentConfig(crop_size=8)
@@ -32,10 +33,28 @@ def jpeg(rng: np.random.Generator, size: int) -> bytes:
     return buffer.getvalue()
 
 
+def banded_jpeg(view: int, views: int, size: int) -> bytes:
+    """Black with a white band across row block ``view`` of ``views``: pixel augmentation (a full-area
+    crop, a horizontal flip, colour changes of a gray image) keeps the band where it is, so the view
+    can be read off an augmented image."""
+    pixels = np.zeros((size, size, 3), dtype=np.uint8)
+    pixels[view * size // views:(view + 1) * size // views] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def band_of(image: torch.Tensor, views: int) -> int:
+    """The row block of an augmented banded view ([3, S, S]) that holds the band."""
+    rows = image.float().mean(dim=(0, 2))
+    return int(torch.stack([block.mean() for block in rows.chunk(views)]).argmax())
+
+
 def write_set(directory: Path, *, groups: int, views: int = 2, groups_per_shard: int = 10,
               classes: list[str] | None = CLASSES, damage: dict[int, str] | None = None,
-              broken_positives: bool = False, size: int = 12) -> str:
-    """A finished shard set of small random JPEGs; anchor a has class a % len(classes).
+              broken_positives: bool = False, banded: bool = False, size: int = 12) -> str:
+    """A finished shard set of small random JPEGs (``banded``: view v is ``banded_jpeg(v)``);
+    anchor a has class a % len(classes).
 
     ``damage`` breaks chosen anchors: "not-jpeg" (a view without JPEG header), "undecodable" (a
     header, then garbage), "missing-view" (a view member absent). ``broken_positives`` makes every
@@ -44,17 +63,19 @@ def write_set(directory: Path, *, groups: int, views: int = 2, groups_per_shard:
     directory.mkdir(parents=True)
     damage = damage or {}
     kind = "synthetic" if views > 1 else "real"
+    classes = classes or []
     recipe = {"kind": kind, "groups": groups, "views": views,
               "image": {"codec": "jpeg", "quality": 75, "size": size},
               "generator": {"name": "test", "latent_dim": LATENT_DIM} if kind == "synthetic" else None,
-              "view_method": "gaussian" if kind == "synthetic" else "none", "classes": classes or [],
-              "class_subset": None, "seed": 0, "groups_per_shard": groups_per_shard}
+              "view_method": {"name": "gaussian", "sigma": 0.2} if kind == "synthetic" else {"name": "none"},
+              "classes": classes, "class_subset": list(range(len(classes))), "seed": 0,
+              "groups_per_shard": groups_per_shard}
     rng = np.random.default_rng(0)
     records = []
     for index, first in enumerate(range(0, groups, groups_per_shard)):
         with ShardWriter(directory, index, recipe_id(recipe)) as writer:
             for anchor in range(first, min(first + groups_per_shard, groups)):
-                images = [jpeg(rng, size) for _ in range(views)]
+                images = [banded_jpeg(view, views, size) if banded else jpeg(rng, size) for view in range(views)]
                 if broken_positives:
                     images[1:] = [BROKEN_VIEW] * (views - 1)
                 problem = damage.get(anchor)
@@ -112,18 +133,42 @@ def test_multi_positive_views_are_distinct_then_repeat_beyond_the_group() -> Non
     assert choose_views(1, 3, np.random.default_rng(0)) == [0, 0, 0]
 
 
-def test_view_choice_depends_only_on_its_seed() -> None:
-    first = [choose_views(8, 3, np.random.default_rng([1, 0, 0, 0, anchor])) for anchor in range(50)]
-    again = [choose_views(8, 3, np.random.default_rng([1, 0, 0, 0, anchor])) for anchor in range(50)]
-    next_epoch = [choose_views(8, 3, np.random.default_rng([1, 1, 0, 0, anchor])) for anchor in range(50)]
-    assert first == again and first != next_epoch
+def test_view_choice_depends_on_seed_epoch_lap_set_and_anchor() -> None:
+    def choices(seed: int = 1, epoch: int = 0, lap: int = 0, set_index: int = 0) -> list[list[int]]:
+        return [choose_views(8, 3, view_rng(seed, epoch, lap, set_index, anchor)) for anchor in range(50)]
+
+    first = choices()
+    assert first == choices()
+    assert len({tuple(chosen) for chosen in first}) > 10  # anchors get different views
+    for changed in ({"seed": 2}, {"epoch": 1}, {"lap": 1}, {"set_index": 1}):
+        assert choices(**changed) != first, changed
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_loader_chooses_each_anchors_views_from_its_seed_whatever_the_workers(tmp_path: Path,
+                                                                                  workers: int) -> None:
+    """4 shards of 8 banded groups, batches of 4, no look-ahead shuffle: every anchor comes once per epoch,
+    from lap 0, so its views are choose_views(K, M, view_rng(seed, epoch, 0, 0, anchor)), read off the
+    band of each augmented view, with 0 or 2 workers."""
+    views_in_group, views = 4, 3
+    location = write_set(tmp_path / "set", groups=32, views=views_in_group, groups_per_shard=8, banded=True,
+                         size=32)
+    loader = build_loader([source(location)], batch_size=4, views=views, num_workers=workers, seed=7,
+                          augment=AugmentConfig(crop_size=16, crop_scale_min=1.0), shuffle_buffer=1)
+    for epoch in (0, 1):
+        chosen = {int(group_id): [band_of(image, views_in_group) for image in images]
+                  for batch in epoch_batches(loader, epoch)
+                  for group_id, images in zip(batch.group_ids, batch.images)}
+        assert sorted(chosen) == list(range(32))
+        assert chosen == {anchor: choose_views(views_in_group, views, view_rng(7, epoch, 0, 0, anchor))
+                          for anchor in range(32)}
 
 
 def test_only_the_chosen_views_are_decoded(tmp_path: Path) -> None:
     location = write_set(tmp_path / "set", groups=16, views=3, broken_positives=True)
     loader = build_loader([source(location)], batch_size=4, views=1, augment=TINY, num_workers=0)
     assert sum(batch.images.shape[1] for batch in epoch_batches(loader)) == 4
-    with pytest.raises(CorruptSampleError, match="does not decode"):
+    with pytest.raises(CorruptSampleError, match="not a decodable JPEG"):
         epoch_batches(build_loader([source(location)], batch_size=4, views=2, augment=TINY, num_workers=0))
 
 
@@ -200,8 +245,18 @@ def test_every_rank_and_worker_reads_shards_and_each_lap_covers_the_set() -> Non
     assert all(len(found) == 6 for found in reads.values())
     first_lap = sorted(shard for found in reads.values() for _, (shard, lap) in found if lap == 0)
     assert first_lap == [0, 1, 2]
-    orders = {tuple(np.random.default_rng([0, epoch, 0, 0]).permutation(3)) for epoch in range(10)}
-    assert len(orders) > 1  # the shard order changes between epochs
+
+
+def test_the_shard_order_changes_between_epochs_and_laps() -> None:
+    def laps(epoch: int) -> list[list[int]]:
+        reads = list(itertools.islice(shard_reads(8, seed=0, epoch=epoch, set_index=0, rank=0, world_size=1,
+                                                  worker=0, num_workers=1), 16))
+        return [[shard for shard, lap in reads if lap == number] for number in (0, 1)]
+
+    first, second = laps(0), laps(1)
+    assert all(sorted(order) == list(range(8)) for order in first + second)  # each lap reads every shard once
+    assert first == laps(0)
+    assert first[0] != second[0] and first[0] != first[1]
 
 
 def test_two_ranks_with_uneven_shards_get_equal_epochs(sets: dict[str, str], tmp_path: Path) -> None:
