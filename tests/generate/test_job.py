@@ -102,7 +102,7 @@ def _wait_for(predicate, process: subprocess.Popen, timeout: float = 120) -> Non
 
 
 def test_kill_9_then_rerun_gives_the_uninterrupted_set(tmp_path):
-    args = ["--n-anchors", 240, "--views", 2, "--groups-per-shard", 20, "--batch-size", 8,
+    args = ["--n-anchors", 400, "--views", 2, "--groups-per-shard", 20, "--batch-size", 8,
             "--image-size", 64, "--out", "set", "--no-progress"]
     (tmp_path / "whole").mkdir()
     (tmp_path / "killed").mkdir()
