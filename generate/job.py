@@ -27,7 +27,7 @@ from generate.generators import Generator, GeneratorError
 from generate.sampling import ViewSpec, anchor_class, sample_latents
 from shards.destination import check_destination, is_committed, remove_leftovers
 from shards.manifest import complete_manifest, read_record, recipe_id, write_manifest
-from shards.schema import Group
+from shards.schema import Group, shard_anchors
 from shards.writer import ShardWriter
 
 MAX_PENDING_BATCHES = 4  # encoded-but-unwritten batches held in memory, whatever the set size
@@ -48,13 +48,17 @@ class JobConfig:
     batch_size: int
     out: Path
 
+    @functools.cached_property
+    def shards(self) -> list[range]:
+        """The anchors of every shard of the set."""
+        return shard_anchors(self.n_anchors, self.groups_per_shard)
+
     @property
     def shard_count(self) -> int:
-        return -(-self.n_anchors // self.groups_per_shard)
+        return len(self.shards)
 
     def shard_anchors(self, shard: int) -> range:
-        start = shard * self.groups_per_shard
-        return range(start, min(start + self.groups_per_shard, self.n_anchors))
+        return self.shards[shard]
 
 
 @dataclass(frozen=True)

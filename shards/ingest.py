@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from shards.destination import check_destination, is_committed, remove_leftovers
 from shards.manifest import complete_manifest, read_record, recipe_id, write_manifest
-from shards.schema import MANIFEST_NAME, Group, ShardSetError
+from shards.schema import MANIFEST_NAME, Group, ShardSetError, shard_anchors
 from shards.writer import ShardWriter
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -74,7 +74,7 @@ def ingest_folder(folder: str | Path, out: str | Path, *, image_size: int, quali
         check_not_inside(out, folder)
         check_destination(out, set_id)
         out.mkdir(parents=True, exist_ok=True)
-        spans = shard_spans(len(plan.images), groups_per_shard)
+        spans = shard_anchors(len(plan.images), groups_per_shard)
         pending = [index for index in range(len(spans)) if not is_committed(out, index, set_id)]
         encode = partial(encode_image, size=image_size, quality=quality)
         _write_shards(plan, out, set_id, spans, pending, encode, pool, workers, progress)
@@ -200,22 +200,17 @@ def check_not_inside(out: Path, folder: Path) -> None:
         raise ShardSetError(f"The output folder {out} must not be inside the ingested folder {folder}.")
 
 
-def shard_spans(groups: int, groups_per_shard: int) -> list[tuple[int, int]]:
-    """(first anchor, end anchor) of every shard."""
-    return [(start, min(start + groups_per_shard, groups)) for start in range(0, groups, groups_per_shard)]
-
-
-def _write_shards(plan: IngestPlan, out: Path, set_id: str, spans: list[tuple[int, int]],
+def _write_shards(plan: IngestPlan, out: Path, set_id: str, spans: list[range],
                   pending: list[int], encode: Callable[[SourceImage], bytes], pool: Executor,
                   workers: int, progress: bool) -> None:
-    anchors = [anchor for index in pending for anchor in range(*spans[index])]
+    anchors = [anchor for index in pending for anchor in spans[index]]
     encoded = ordered_map(pool, encode, [plan.images[anchor] for anchor in anchors],
                           IN_FLIGHT_PER_WORKER * workers)
     with tqdm(total=len(plan.images), initial=len(plan.images) - len(anchors), desc="ingest",
               unit="img", disable=not progress) as bar:
         for index in pending:
             with ShardWriter(out, index, set_id) as writer:
-                for anchor in range(*spans[index]):
+                for anchor in spans[index]:
                     image = plan.images[anchor]
                     meta = {"anchor": anchor, "class": image.label, "source": image.relative}
                     writer.add(Group(anchor=anchor, views=[next(encoded)], label=image.label, meta=meta))

@@ -41,6 +41,12 @@ def record_name(index: int) -> str:
     return f"shard-{index:06d}.json"
 
 
+def shard_anchors(groups: int, groups_per_shard: int) -> list[range]:
+    """The anchors of every shard, in order: shard s holds [s * groups_per_shard, ...)."""
+    return [range(start, min(start + groups_per_shard, groups))
+            for start in range(0, groups, groups_per_shard)]
+
+
 def group_key(anchor: int) -> str:
     return f"{anchor:0{KEY_DIGITS}d}"
 
