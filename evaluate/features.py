@@ -2,8 +2,9 @@
 
 Each image is view 0 of its group, its shorter side resized to crop / 0.875 and centre-cropped to the
 checkpoint's crop size, then normalised with the trainer's own ``train.augment.normalize`` (the
-ImageNet mean and std). Features are cached in the output folder as ``features-<key>.npz``, the key
-a hash of (checkpoint sha256, set manifest sha256, crop size), so a second run reuses them.
+ImageNet mean and std). Features are cached as ``features-<key>.npz`` in the folder the caller
+names (``python -m evaluate`` uses ``<run>/eval/features/`` for every metric), the key a hash of
+(checkpoint sha256, set manifest sha256, crop size), so a second run reuses them.
 """
 
 from __future__ import annotations
