@@ -9,17 +9,15 @@ from typing import Any, Callable
 import click
 
 from shards import ShardSet
-from shards.console import exit_with, reports_errors
-from train.checkpoint import CheckpointError
+from common.console import exit_with, reports_errors
 
 from evaluate.features import (EvaluationError, Features, FrozenEncoder, cached_features, check_same_classes,
-                               load_encoder, open_labelled_set)
+                               load_frozen_encoder, open_labelled_set)
 from evaluate.knn import evaluate_knn
-from evaluate.linear import ProbeSettings, evaluate_linear
+from evaluate.linear import (DEFAULT_DRAWS, LowLabelSettings, ProbeSettings, evaluate_linear, evaluate_low_label,
+                             low_label_metric)
 from evaluate.report import report as report_table
 from evaluate.results import build_results, write_results
-
-EXPECTED_ERRORS = (EvaluationError, CheckpointError)
 
 
 @dataclass
@@ -33,26 +31,30 @@ class Inputs:
     cache_files: dict[str, str]
 
 
-def evaluation_options(command: Callable[..., Any]) -> Callable[..., Any]:
+def evaluation_options(train_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every metric takes; ``train_help`` says what the metric does with --train."""
     options = [
         click.option("--checkpoint", type=click.Path(path_type=Path), required=True,
                      help="Training checkpoint (e.g. RUN/last.pt) whose encoder is evaluated."),
-        click.option("--train", "train_location", required=True, metavar="SET",
-                     help="Labelled shard set the classifier learns from (the linear probe also tunes on part of it)."),
+        click.option("--train", "train_location", required=True, metavar="SET", help=train_help),
         click.option("--val", "val_location", required=True, metavar="SET",
                      help="Labelled shard set the reported accuracy is measured on."),
         click.option("--out", type=click.Path(path_type=Path), default=None,
                      help="Folder for results.json and cached features [default: CHECKPOINT's folder/eval/METRIC]."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def prepare(checkpoint: Path, train_location: str, val_location: str, out: Path | None,
             metric: str) -> Inputs:
     """The frozen encoder, both sets checked against it and each other, and their features."""
-    encoder = load_encoder(checkpoint)
+    encoder = load_frozen_encoder(checkpoint)
     train_set = open_labelled_set(train_location, encoder)
     val_set = open_labelled_set(val_location, encoder)
     check_same_classes(train_set, val_set)
@@ -65,13 +67,24 @@ def prepare(checkpoint: Path, train_location: str, val_location: str, out: Path 
                   {"train": train_cache.name, "val": val_cache.name})
 
 
-def finish(metric: str, inputs: Inputs, top1: float, top5: float | None, settings: dict[str, Any]) -> None:
+def describe_top1(top1: float, over_draws: dict[str, Any] | None) -> str:
+    """Top-1 in percent; for a low-label probe, the mean followed by its spread and every draw's."""
+    if over_draws is None:
+        return f"{100 * top1:.1f}%"
+    draws = ", ".join(f"{100 * draw['top1']:.1f}" for draw in over_draws["per_draw"])
+    return (f"{100 * top1:.1f}% (mean of {len(over_draws['per_draw'])} draws: std "
+            f"{100 * over_draws['top1_std']:.1f}, min {100 * over_draws['top1_min']:.1f}, max "
+            f"{100 * over_draws['top1_max']:.1f}; draws {draws})")
+
+
+def finish(metric: str, inputs: Inputs, top1: float, top5: float | None, settings: dict[str, Any],
+           over_draws: dict[str, Any] | None = None) -> None:
     settings = {**settings, "crop_size": inputs.encoder.crop_size, "feature_cache": inputs.cache_files}
     path = write_results(inputs.out, build_results(metric, top1, top5, inputs.encoder, inputs.train_set,
-                                                   inputs.val_set, settings))
+                                                   inputs.val_set, settings, over_draws))
     top5_text = f"{100 * top5:.1f}%" if top5 is not None else "n/a (fewer than 5 classes)"
-    click.echo(f"{metric}: top-1 {100 * top1:.1f}%, top-5 {top5_text} on {inputs.val_set.location}; "
-               f"wrote {path}.")
+    click.echo(f"{metric}: top-1 {describe_top1(top1, over_draws)}, top-5 {top5_text} on "
+               f"{inputs.val_set.location}; wrote {path}.")
 
 
 @click.group(help="Evaluate trained encoders on labelled shard sets and compare runs.",
@@ -82,31 +95,50 @@ def cli() -> None:
 
 @cli.command(short_help="Linear probe (logistic regression) on frozen features.",
              help="Train a logistic-regression probe on frozen features of --train, choosing the learning "
-                  "rate and weight decay on a held-out part of --train, and report its accuracy on --val.")
-@evaluation_options
+                  "rate and weight decay on a held-out part of --train, and report its accuracy on --val. "
+                  "With --labels-per-class N, fit it instead on N images of each class of --train, drawn "
+                  "anew in each of --draws seeded draws, choosing the settings by cross-validation within "
+                  "each draw, and report the mean and spread over the draws as metric linear@N.")
+@evaluation_options("Labelled shard set the probe learns from; its settings are chosen on part of it "
+                    "(the labelled draws with --labels-per-class), never on --val.")
 @click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              help="Fraction of each class of --train held out to choose the settings.")
+              help="Fraction of each class of --train held out to choose the settings (full-label probe).")
+@click.option("--labels-per-class", type=click.IntRange(2), default=None,
+              help="Low-label probe: labelled images of each class of --train in a draw [default: all of them].")
+@click.option("--draws", type=click.IntRange(2), default=None,
+              help=f"Seeded draws of the low-label probe [default: {DEFAULT_DRAWS} with --labels-per-class].")
 @click.option("--epochs", type=click.IntRange(1), default=100, help="Passes over the training features.")
 @click.option("--batch-size", type=click.IntRange(1), default=256, help="Features per SGD step.")
-@click.option("--seed", type=int, default=0, help="Seed of the held-out split and the batch order.")
-@reports_errors(*EXPECTED_ERRORS)
+@click.option("--seed", type=int, default=0,
+              help="Seed of the held-out split, the low-label draws and the batch order.")
+@reports_errors
 def linear(checkpoint: Path, train_location: str, val_location: str, out: Path | None, holdout: float,
-           epochs: int, batch_size: int, seed: int) -> None:
-    inputs = prepare(checkpoint, train_location, val_location, out, "linear")
+           labels_per_class: int | None, draws: int | None, epochs: int, batch_size: int, seed: int) -> None:
+    if labels_per_class is None and draws is not None:
+        raise EvaluationError("--draws needs --labels-per-class, the number of labelled images of each class in "
+                              "a draw.")
+    metric = "linear" if labels_per_class is None else low_label_metric(labels_per_class)
+    inputs = prepare(checkpoint, train_location, val_location, out, metric)
     settings = ProbeSettings(epochs=epochs, batch_size=batch_size, holdout=holdout, seed=seed)
-    top1, top5, record = evaluate_linear(inputs.train, inputs.val, inputs.train_set.num_classes, settings,
-                                         inputs.encoder.device)
-    finish("linear", inputs, top1, top5, record)
+    if labels_per_class is None:
+        top1, top5, record = evaluate_linear(inputs.train, inputs.val, inputs.train_set.num_classes, settings,
+                                             inputs.encoder.device)
+        finish(metric, inputs, top1, top5, record)
+    else:
+        low_label = LowLabelSettings(labels_per_class, DEFAULT_DRAWS if draws is None else draws)
+        result = evaluate_low_label(inputs.train, inputs.val, inputs.train_set.class_names, low_label, settings,
+                                    inputs.encoder.device)
+        finish(metric, inputs, result.top1, result.top5, result.settings, result.over_draws)
 
 
 @cli.command(short_help="Weighted kNN classifier on frozen features.",
              help="Classify --val by its k most cosine-similar --train features, each voting "
                   "exp(similarity / temperature) for its class (Wu et al. 2018).")
-@evaluation_options
+@evaluation_options("Labelled shard set whose features are the neighbours that vote.")
 @click.option("--k", type=click.IntRange(1), default=20, help="Neighbours that vote.")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.07,
               help="Temperature T of the vote weights exp(similarity / T).")
-@reports_errors(*EXPECTED_ERRORS)
+@reports_errors
 def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | None, k: int,
         temperature: float) -> None:
     inputs = prepare(checkpoint, train_location, val_location, out, "knn")
@@ -118,7 +150,7 @@ def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | No
 @cli.command(short_help="Compare runs in one markdown table.",
              help="Print one markdown table comparing run folders (e.g. report runs/*).")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN...")
-@reports_errors(*EXPECTED_ERRORS)
+@reports_errors
 def report(runs: tuple[Path, ...]) -> None:
     folders = [run for run in runs if run.is_dir()]
     for other in sorted(set(runs) - set(folders)):

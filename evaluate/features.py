@@ -26,22 +26,20 @@ import torchvision.transforms.v2.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from common.errors import UserError
+from common.files import make_folder, sha256_file, write_bytes_atomic
+from common.parallel import ordered_map
 from shards import Group, ShardSet, open_set
-from shards.ingest import ordered_map
-from shards.manifest import sha256_file
 from shards.reader import decode_group_view
-from shards.writer import write_bytes_atomic
 from train.augment import normalize
-from train.checkpoint import load_checkpoint
-from train.models import BACKBONES, build_encoder
+from train.checkpoint import load_encoder
 
 CENTER_CROP_FRACTION = 0.875  # the crop keeps 87.5% of the resized side, as in ImageNet evaluation
 EXTRACT_BATCH = 256
 DECODE_THREADS = min(8, os.cpu_count() or 1)
-REQUIRED_CONFIG = ("backbone", "small_images", "crop_size", "image_size")
 
 
-class EvaluationError(Exception):
+class EvaluationError(UserError):
     """The checkpoint or sets cannot be evaluated together; the message is one sentence for the user."""
 
 
@@ -73,70 +71,14 @@ def best_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def describe_backbone(backbone: str, small_images: bool) -> str:
-    return f"{backbone} ({'small-image' if small_images else 'ImageNet'} stem)"
-
-
-def encoder_weights(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    prefix = "encoder."
-    return {key[len(prefix):]: value for key, value in model_state.items() if key.startswith(prefix)}
-
-
-def weights_fit(encoder: nn.Module, weights: dict[str, torch.Tensor]) -> bool:
-    expected = {key: tuple(value.shape) for key, value in encoder.state_dict().items()}
-    return expected == {key: tuple(value.shape) for key, value in weights.items()}
-
-
-def identify_backbone(weights: dict[str, torch.Tensor]) -> str | None:
-    """Which known backbone the weights come from, or None when none fits."""
-    for backbone, small_images in itertools.product(BACKBONES, (True, False)):
-        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            encoder, _ = build_encoder(backbone, small_images)
-        if weights_fit(encoder, weights):
-            return describe_backbone(backbone, small_images)
-    return None
-
-
-def load_encoder(path: str | Path, device: torch.device | None = None) -> FrozenEncoder:
-    """The encoder of a training checkpoint, frozen; refuses weights that do not fit its config."""
+def load_frozen_encoder(path: str | Path, device: torch.device | None = None) -> FrozenEncoder:
+    """The encoder of a training checkpoint (rebuilt by ``train.checkpoint.load_encoder``), frozen
+    on ``device``."""
     path = Path(path)
-    state = load_checkpoint(path)
-    config, model = state["config"], state["model"]
-    check_config(config, path)
-    if not isinstance(model, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor)
-                                              for key, value in model.items()):
-        raise EvaluationError(f"{path} holds a model that is not a table of named tensors, so it was not "
-                              "written by train/main.py.")
-    encoder, _ = build_encoder(config["backbone"], bool(config["small_images"]))
-    weights = encoder_weights(model)
-    if not weights_fit(encoder, weights):
-        named = describe_backbone(config["backbone"], bool(config["small_images"]))
-        found = identify_backbone(weights)
-        held = f"{found} weights" if found else "encoder weights of no known backbone"
-        raise EvaluationError(f"{path} holds {held} but its config names {named}.")
-    encoder.load_state_dict(weights)
+    encoder, config = load_encoder(path)
     device = device or best_device()
-    return FrozenEncoder(module=encoder.to(device).eval(), config=config, path=path,
-                         sha256=sha256_file(path), device=device)
-
-
-def check_config(config: Any, path: Path) -> None:
-    """Refuse a checkpoint config that train/main.py did not write, in one sentence."""
-    if not isinstance(config, dict):
-        raise EvaluationError(f"{path} holds a config that is not a dictionary, so it was not written by "
-                              "train/main.py.")
-    missing = [key for key in REQUIRED_CONFIG if key not in config]
-    if missing:
-        raise EvaluationError(f"{path} has no {', '.join(missing)} in its config, so it was not written "
-                              "by train/main.py.")
-    if not isinstance(config["backbone"], str) or config["backbone"] not in BACKBONES:
-        raise EvaluationError(f"{path} names backbone {config['backbone']!r} in its config, which is none of "
-                              f"{', '.join(BACKBONES)}.")
-    sizes = [key for key in ("crop_size", "image_size")
-             if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1]
-    if sizes:
-        raise EvaluationError(f"{path} has a {' and '.join(sizes)} in its config that is not a positive "
-                              "integer.")
+    return FrozenEncoder(module=encoder.to(device), config=config, path=path, sha256=sha256_file(path),
+                         device=device)
 
 
 def open_labelled_set(location: str, encoder: FrozenEncoder) -> ShardSet:
@@ -213,6 +155,6 @@ def cached_features(encoder: FrozenEncoder, shard_set: ShardSet, folder: Path,
         features = extract_features(encoder, shard_set, progress=progress)
         buffer = io.BytesIO()
         np.savez(buffer, vectors=features.vectors, labels=features.labels)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         write_bytes_atomic(path, buffer.getvalue())
     return features, path

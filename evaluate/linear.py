@@ -1,11 +1,18 @@
-"""Linear probe: multinomial logistic regression on frozen features, tuned on a split of the training set.
+"""Linear probe: multinomial logistic regression on frozen features, tuned without the validation set.
 
 Every (learning rate, weight decay) pair of a small grid is trained at once, as one wide linear
-layer whose column blocks are the candidate classifiers (one matrix product serves them all), on
-the stratified, seeded fit part of the training features; the pair with the best held-out top-1
-(lower held-out loss breaks ties) is retrained on the whole training set and scored on the
-validation set, which never takes part in the choice. Features are standardised with the mean and
-standard deviation of the rows the classifier is fitted on.
+layer whose column blocks are the candidate classifiers (one matrix product serves them all).
+
+The full-label probe trains them on the stratified, seeded fit part of the training features; the
+pair with the best held-out top-1 (lower held-out loss breaks ties) is retrained on the whole
+training set and scored on the validation set, which never takes part in the choice. Features are
+standardised with the mean and standard deviation of the rows the classifier is fitted on.
+
+The low-label probe (``evaluate_low_label``) fits on a few labelled images per class instead,
+drawn again for each of several seeded draws, and reports the mean and spread over the draws. Each
+draw chooses its pair by k-fold cross-validation within its own labelled images, so neither the
+validation set nor any other training label takes part. Features are L2-normalised, then
+standardised with the mean and standard deviation of every training image (no label is used).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +32,11 @@ LR_GRID = (0.001, 0.01, 0.1)
 WEIGHT_DECAY_GRID = (0.0, 1e-5, 1e-4, 1e-3)
 MOMENTUM = 0.9
 MIN_STD = 1e-6  # features that never vary (dead units) stay zero instead of dividing by zero
+# A few labels over-fit sooner than a whole training set: the low-label grid reaches stronger decay.
+LOW_LABEL_WEIGHT_DECAY_GRID = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+CROSS_VALIDATION_FOLDS = 5
+DEFAULT_DRAWS = 5
+LOW_LABEL_PREFIX = "linear@"
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,25 @@ class ProbeSettings:
     batch_size: int = 256
     holdout: float = 0.2
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class LowLabelSettings:
+    labels_per_class: int
+    draws: int = DEFAULT_DRAWS
+
+    def __post_init__(self) -> None:
+        # cross-validation needs two images of a class, a sample standard deviation two draws
+        if self.labels_per_class < 2 or self.draws < 2:
+            raise ValueError(f"A low-label probe needs at least 2 labels per class and 2 draws (got "
+                             f"{self.labels_per_class} and {self.draws}).")
+
+
+class LowLabelResult(NamedTuple):
+    top1: float  # mean over the draws
+    top5: float | None  # mean over the draws; None with fewer than 5 classes
+    over_draws: dict[str, Any]  # top-1 std, min and max over the draws, and every draw's own record
+    settings: dict[str, Any]
 
 
 @dataclass
@@ -142,3 +173,117 @@ def evaluate_linear(train: Features, val: Features, num_classes: int, settings: 
         "seed": settings.seed,
         "features": "standardised with the mean and std of the training rows",
     }
+
+
+def low_label_metric(labels_per_class: int) -> str:
+    """The name results.json and the report give a low-label probe, e.g. linear@10."""
+    return f"{LOW_LABEL_PREFIX}{labels_per_class}"
+
+
+def check_enough_labels(labels: np.ndarray, class_names: Sequence[str], labels_per_class: int) -> None:
+    """Refuse, in one sentence, a training set with fewer than ``labels_per_class`` images of a class."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    short = np.flatnonzero(counts < labels_per_class)
+    if len(short) == 0:
+        return
+    fewest = short[np.argmin(counts[short])]
+    example = f"class {class_names[fewest]!r} has {counts[fewest]}"
+    which = example if len(short) == 1 else f"{len(short)} classes have fewer ({example})"
+    raise EvaluationError(f"--labels-per-class {labels_per_class} needs {labels_per_class} training images of "
+                          f"every class, but {which}.")
+
+
+def draw_labelled(labels: np.ndarray, num_classes: int, labels_per_class: int, seed: int,
+                  draw: int) -> np.ndarray:
+    """Rows of ``labels_per_class`` images of every class, class after class, each class's in random
+    order; drawn without replacement by a generator seeded by (seed, draw) alone."""
+    rng = np.random.default_rng([seed, draw])
+    return np.concatenate([rng.choice(np.flatnonzero(labels == label), labels_per_class, replace=False)
+                           for label in range(num_classes)])
+
+
+def cross_validation_folds(num_classes: int, labels_per_class: int, count: int) -> np.ndarray:
+    """The fold of every row of a draw: a class's rows are in random order, so dealing them out in
+    turn gives random folds with the same share of every class."""
+    return np.tile(np.arange(labels_per_class) % count, num_classes)
+
+
+def cross_validate(vectors: torch.Tensor, labels: torch.Tensor, folds: np.ndarray, num_classes: int,
+                   candidates: list[tuple[float, float]], settings: ProbeSettings) -> tuple[int, list[float]]:
+    """The best candidate by cross-validated top-1 (each fold scored by the candidates trained on the
+    other folds), and every candidate's cross-validated top-1."""
+    scores, held_labels = [], []
+    for fold in np.unique(folds):
+        held = torch.from_numpy(folds == fold).to(vectors.device)
+        trial = train_classifiers(vectors[~held], labels[~held], num_classes, candidates, settings)
+        scores.append(trial.scores(vectors[held]))
+        held_labels.append(labels[held])
+    return choose_candidate(torch.cat(scores, dim=1), torch.cat(held_labels))
+
+
+def fit_draw(vectors: torch.Tensor, labels: torch.Tensor, val_vectors: torch.Tensor, val_labels: torch.Tensor,
+             folds: np.ndarray, num_classes: int, settings: ProbeSettings) -> dict[str, Any]:
+    """One draw's record: its classifier chosen by cross-validation, retrained on the whole draw and
+    scored on the validation set."""
+    candidates = list(itertools.product(LR_GRID, LOW_LABEL_WEIGHT_DECAY_GRID))
+    best, cv_top1 = cross_validate(vectors, labels, folds, num_classes, candidates, settings)
+    final = train_classifiers(vectors, labels, num_classes, [candidates[best]], settings)
+    top1, top5 = top1_top5(final.scores(val_vectors)[0], val_labels)
+    lr, weight_decay = candidates[best]
+    return {"top1": top1, "top5": top5, "lr": lr, "weight_decay": weight_decay, "cv_top1": cv_top1[best]}
+
+
+def summarise_draws(draws: list[dict[str, Any]]) -> tuple[float, float | None, dict[str, Any]]:
+    """Mean top-1 and top-5 over the draws, and the spread of top-1 (sample std, min, max)."""
+    top1 = [draw["top1"] for draw in draws]
+    top5 = [draw["top5"] for draw in draws]
+    mean_top5 = None if None in top5 else float(np.mean(top5))
+    return float(np.mean(top1)), mean_top5, {"top1_std": float(np.std(top1, ddof=1)), "top1_min": min(top1),
+                                             "top1_max": max(top1), "per_draw": draws}
+
+
+def low_label_vectors(train: Features, val: Features, device: torch.device) -> list[torch.Tensor]:
+    """Both sets' features L2-normalised, then standardised with the mean and std of every training
+    image: those need no label, so every draw shares them."""
+    unit = [torch.nn.functional.normalize(torch.from_numpy(features.vectors).to(device), dim=1)
+            for features in (train, val)]
+    return standardise(*unit)
+
+
+def low_label_record(low_label: LowLabelSettings, fold_count: int, settings: ProbeSettings) -> dict[str, Any]:
+    return {
+        "labels_per_class": low_label.labels_per_class,
+        "draws": low_label.draws,
+        "draw_generator": "numpy.random.default_rng([seed, draw])",
+        "regularisation": f"chosen in each draw by {fold_count}-fold cross-validation on the draw's labelled "
+                          "images alone",
+        "folds": fold_count,
+        "lr_grid": list(LR_GRID),
+        "weight_decay_grid": list(LOW_LABEL_WEIGHT_DECAY_GRID),
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
+        "momentum": MOMENTUM,
+        "seed": settings.seed,
+        "features": "L2-normalised, then standardised with the mean and std of every training image",
+    }
+
+
+def evaluate_low_label(train: Features, val: Features, class_names: Sequence[str], low_label: LowLabelSettings,
+                       settings: ProbeSettings, device: torch.device) -> LowLabelResult:
+    """The low-label probe: ``low_label.draws`` draws of ``labels_per_class`` training images per class,
+    each fitted (settings chosen by cross-validation within the draw) and scored on ``val``."""
+    num_classes, per_class = len(class_names), low_label.labels_per_class
+    check_enough_labels(train.labels, class_names, per_class)
+    fold_count = min(CROSS_VALIDATION_FOLDS, per_class)
+    folds = cross_validation_folds(num_classes, per_class, fold_count)
+    draws = []
+    with torch.inference_mode():
+        vectors, val_vectors = low_label_vectors(train, val, device)
+        labels, val_labels = (torch.from_numpy(features.labels).to(device) for features in (train, val))
+        for draw in range(low_label.draws):
+            rows = draw_labelled(train.labels, num_classes, per_class, settings.seed, draw)
+            rows = torch.from_numpy(rows).to(device)
+            record = fit_draw(vectors[rows], labels[rows], val_vectors, val_labels, folds, num_classes, settings)
+            draws.append({"draw": draw, **record})
+    top1, top5, over_draws = summarise_draws(draws)
+    return LowLabelResult(top1, top5, over_draws, low_label_record(low_label, fold_count, settings))

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
+from common.files import make_folder, write_json_atomic
+from common.provenance import provenance
 from shards import ShardSet
-from shards.manifest import provenance
-from shards.writer import write_json_atomic
 
 from evaluate.features import EvaluationError, FrozenEncoder
 
@@ -39,12 +39,15 @@ def run_record(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_results(metric: str, top1: float, top5: float | None, encoder: FrozenEncoder,
-                  train_set: ShardSet, val_set: ShardSet, settings: dict[str, Any]) -> dict[str, Any]:
+                  train_set: ShardSet, val_set: ShardSet, settings: dict[str, Any],
+                  over_draws: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results record; ``over_draws`` (a low-label probe's spread and draws) joins top1 and top5."""
     made_by = provenance(["python", "-m", "evaluate", *sys.argv[1:]])
     return {
         "metric": metric,
         "top1": top1,
         "top5": top5,
+        **(over_draws or {}),
         "checkpoint": str(encoder.path),
         "checkpoint_sha256": encoder.sha256,
         "train_set": set_record(train_set),
@@ -58,7 +61,7 @@ def build_results(metric: str, top1: float, top5: float | None, encoder: FrozenE
 
 
 def write_results(folder: Path, results: dict[str, Any]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     path = folder / RESULTS_NAME
     write_json_atomic(path, results)
     return path

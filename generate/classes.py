@@ -5,9 +5,10 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from common.errors import UserError
 
 
-class ClassSelectionError(Exception):
+class ClassSelectionError(UserError):
     """A ``--classes`` value that cannot be used; the message is one sentence."""
 
 

@@ -11,12 +11,11 @@ from pathlib import Path
 import click
 import torch
 
-from generate.classes import ClassSelectionError, select_classes
-from generate.generators import (DEFAULT_GENERATOR, GeneratorError, GeneratorOptions,
-                                 make_generator)
+from generate.classes import select_classes
+from generate.generators import DEFAULT_GENERATOR, GeneratorOptions, make_generator
 from generate.job import JobConfig, Partition, run_job
-from generate.sampling import VIEW_METHODS, ViewConfigError, ViewSpec
-from shards.console import exit_with, reports_errors
+from generate.sampling import VIEW_METHODS, ViewSpec
+from common.console import exit_with, reports_errors
 
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6}
@@ -105,7 +104,7 @@ def recorded_command(argv: list[str]) -> list[str]:
               help="This task's index in a job array (takes shards with index % num-shards == it).")
 @click.option("--num-shards", type=click.IntRange(1), default=1, help="Number of tasks in the job array.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
-@reports_errors(GeneratorError, ClassSelectionError, ViewConfigError)
+@reports_errors
 def main(generator: str, weights: Path | None, n_anchors: int, views: int | None, view_method: str,
          sigma: float, truncation: float, classes: str | None, seed: int, image_size: int | None,
          quality: int, groups_per_shard: int, batch_size: int, device: str, out: Path,

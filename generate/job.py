@@ -2,8 +2,9 @@
 
 Shard s holds anchors [s * groups_per_shard, (s + 1) * groups_per_shard). A process owns the shards
 whose index modulo ``Partition.count`` is ``Partition.index``; shards that already have a record
-are skipped, which is what makes re-running the same command a resume. Batches never cross a shard,
-so a shard's bytes do not depend on which shards ran before it.
+are skipped, which is what makes re-running the same command a resume, and shards another live
+process is writing are left to it (``SetWriter.claim``). Batches never cross a shard, so a shard's
+bytes do not depend on which shards ran before it.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from generate.generators import Generator, GeneratorError
+from generate.generators import Generator, check_images
 from generate.sampling import ViewSpec, anchor_class, sample_latents
-from shards.destination import check_destination, is_committed, remove_leftovers
-from shards.manifest import complete_manifest, read_record, recipe_id, write_manifest
 from shards.schema import Group, shard_anchors
+from shards.set_writer import SetWriter
 from shards.writer import ShardWriter
 
 MAX_PENDING_BATCHES = 4  # encoded-but-unwritten batches held in memory, whatever the set size
@@ -114,12 +114,7 @@ def render(generator: Generator, latents: np.ndarray, classes: np.ndarray | None
     labels = torch.from_numpy(classes).to(device) if classes is not None else None
     with torch.inference_mode():
         images = generator(z, labels)
-        if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8
-                and images.ndim == 4 and tuple(images.shape[:2]) == (len(z), 3)):
-            found = (f"{images.dtype} {list(images.shape)}" if isinstance(images, torch.Tensor)
-                     else type(images).__name__)
-            raise GeneratorError(f"The generator returned {found}; it must return uint8 images "
-                                 f"[{len(z)}, 3, H, W].")
+        check_images(images, len(z))
         if images.shape[-1] != image_size or images.shape[-2] != image_size:
             images = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
                                    antialias=True, align_corners=False)
@@ -170,21 +165,27 @@ def shard_inputs(config: JobConfig, shard: int, latent_dim: int) -> tuple[list[n
     return latents, classes
 
 
-def render_shards(generator: Generator, config: JobConfig, shards: list[int], set_id: str,
-                  progress: tqdm) -> None:
+def render_shards(generator: Generator, config: JobConfig, shards: list[int], set_writer: SetWriter,
+                  progress: tqdm) -> list[int]:
     """Render shards in order on the generator's device; a single writer thread (with a pool of
-    JPEG encoders) assembles and commits them while the next batch renders."""
+    JPEG encoders) assembles and commits them while the next batch renders. Returns the shards
+    skipped because another live process is writing them."""
     pending: collections.deque[Future] = collections.deque()
     writers: list[ShardWriter] = []
+    skipped: list[int] = []
     per_group = config.views.views
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer_thread, \
                 ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="jpeg") as encoders:
             try:
                 for shard in shards:
+                    writer = set_writer.claim(shard)
+                    if writer is None:
+                        skipped.append(shard)
+                        continue
+                    writers.append(writer)
                     latents, classes = shard_inputs(config, shard, generator.latent_dim)
-                    writers.append(ShardWriter(config.out, shard, set_id))
-                    assembler = ShardAssembler(writers[-1], config, config.shard_anchors(shard),
+                    assembler = ShardAssembler(writer, config, config.shard_anchors(shard),
                                                latents, classes, encoders)
                     all_latents = np.concatenate(latents)
                     all_classes = (np.repeat(np.asarray(classes, dtype=np.int64), per_group)
@@ -199,7 +200,7 @@ def render_shards(generator: Generator, config: JobConfig, shards: list[int], se
                         progress.set_postfix(images_per_s=_images_per_second(progress, per_group))
                         while len(pending) > MAX_PENDING_BATCHES:
                             pending.popleft().result()
-                    pending.append(writer_thread.submit(writers[-1].commit))
+                    pending.append(writer_thread.submit(writer.commit))
                 while pending:
                     pending.popleft().result()
             finally:
@@ -209,6 +210,7 @@ def render_shards(generator: Generator, config: JobConfig, shards: list[int], se
         for writer in writers:  # the executors are shut down: no task touches a writer any more
             writer.discard()
         raise
+    return skipped
 
 
 def _images_per_second(progress: tqdm, per_group: int) -> str:
@@ -216,31 +218,17 @@ def _images_per_second(progress: tqdm, per_group: int) -> str:
     return f"{rate * per_group:.1f}"
 
 
-def finish_if_complete(config: JobConfig, recipe: dict[str, Any], command: list[str]) -> bool:
-    """Write the manifest once every planned shard has a record of this set; True when written."""
-    set_id = recipe_id(recipe)
-    records = [read_record(config.out, shard) for shard in range(config.shard_count)]
-    if any(record is None or record.get("set_id") != set_id for record in records):
-        return False
-    write_manifest(config.out, complete_manifest(recipe, records, command))
-    remove_leftovers(config.out)
-    return True
-
-
 def run_job(generator: Generator, config: JobConfig, partition: Partition, command: list[str],
             show_progress: bool = True) -> bool:
     """Write this process's missing shards, then the manifest if the set is complete.
 
     Returns True when the set is complete (now or already)."""
-    recipe = build_recipe(generator, config)
-    set_id = recipe_id(recipe)
-    if check_destination(config.out, set_id):
-        return True
-    config.out.mkdir(parents=True, exist_ok=True)
-    todo = [shard for shard in range(config.shard_count)
-            if partition.owns(shard) and not is_committed(config.out, shard, set_id)]
+    set_writer = SetWriter(config.out, build_recipe(generator, config))
+    todo = set_writer.missing(partition.owns)
     groups = sum(len(config.shard_anchors(shard)) for shard in todo)
     with tqdm(total=groups, unit="group", disable=not show_progress, dynamic_ncols=True,
               desc=f"shards {len(todo)}") as progress:
-        render_shards(generator, config, todo, set_id, progress)
-    return finish_if_complete(config, recipe, command)
+        while todo:
+            skipped = render_shards(generator, config, todo, set_writer, progress)
+            todo = set_writer.wait_for(skipped)  # what is left was abandoned by a killed process
+    return set_writer.finish(command)

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import UserError
+
 VIEW_METHODS = ("gaussian", "independent", "none")
 TRUNCATION_BOUND = 2.0  # latents and view noise are standard normals truncated to [-2, 2]
 _CLASS_STREAM = 0x636C6173  # separates the class-permutation streams from the per-anchor streams
 
 
-class ViewConfigError(Exception):
+class ViewConfigError(UserError):
     """View settings that cannot work together; the message is one sentence."""
 
 

@@ -2,7 +2,7 @@
 
 from shards.reader import ShardSet, decode_view, open_set
 from shards.schema import (FORMAT_NAME, FORMAT_VERSION, CorruptSampleError, Group, ShardSetError)
-from shards.writer import ShardWriter
+from shards.set_writer import SetWriter
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CorruptSampleError", "Group", "ShardSet",
-           "ShardSetError", "ShardWriter", "decode_view", "open_set"]
+           "SetWriter", "ShardSetError", "decode_view", "open_set"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from shards.console import exit_with, reports_errors
+from common.console import exit_with, reports_errors
 from shards.contact_sheet import make_contact_sheet
 from shards.ingest import ingest_folder
 from shards.reader import ShardSet, open_set
@@ -24,7 +24,7 @@ def cli() -> None:
 
 @cli.command(help="Describe a finished shard set from its manifest.")
 @click.argument("location", metavar="SET")
-@reports_errors()
+@reports_errors
 def info(location: str) -> None:
     for line in describe(open_set(location)):
         click.echo(line)
@@ -33,7 +33,7 @@ def info(location: str) -> None:
 @cli.command(short_help="Check every shard against the manifest.",
              help="Check every shard of a set against its manifest: size, sha256, groups and samples.")
 @click.argument("location", metavar="SET")
-@reports_errors()
+@reports_errors
 def verify(location: str) -> None:
     report = verify_set(location, progress=True)
     for problem in report.problems:
@@ -50,7 +50,7 @@ def verify(location: str) -> None:
 @click.option("--start", default=0, show_default=True, help="Anchor index of the first group drawn.")
 @click.option("--out", default="sheet.png", show_default=True, help="Where to write the PNG.")
 @click.option("--thumb-size", default=96, show_default=True, help="Side of each thumbnail in pixels.")
-@reports_errors()
+@reports_errors
 def show(location: str, groups: int, start: int, out: str, thumb_size: int) -> None:
     written = make_contact_sheet(location, out, groups=groups, start=start, thumb_size=thumb_size)
     click.echo(f"Wrote {written}.")
@@ -68,7 +68,7 @@ def show(location: str, groups: int, start: int, out: str, thumb_size: int) -> N
 @click.option("--seed", default=0, show_default=True, help="Seed of the permutation that mixes classes.")
 @click.option("--workers", type=int, default=None,
               help="Threads that decode, resize and encode images (default: CPU count, at most 8).")
-@reports_errors()
+@reports_errors
 def ingest(folder: Path, out: Path, image_size: int, quality: int, groups_per_shard: int, seed: int,
            workers: int | None) -> None:
     report = ingest_folder(folder, out, image_size=image_size, quality=quality,

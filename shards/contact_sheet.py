@@ -7,11 +7,13 @@ MARGIN apart and around the edge; so a sheet of n groups is
 
 from __future__ import annotations
 
+import io
 import itertools
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from common.files import write_bytes_atomic
 from shards.reader import ShardSet, decode_group_view, open_set
 from shards.schema import Group, ShardSetError
 
@@ -30,7 +32,9 @@ def make_contact_sheet(location: str | Path, out: str | Path, *, groups: int = 8
     if out.is_dir() or not out.parent.is_dir():
         raise ShardSetError(f"Cannot write the sheet to {out}: give a file name in an existing folder.")
     sheet = contact_sheet(open_set(str(location)), groups=groups, start=start, thumb_size=thumb_size)
-    sheet.save(out, format="PNG")
+    encoded = io.BytesIO()
+    sheet.save(encoded, format="PNG")
+    write_bytes_atomic(out, encoded.getvalue())  # a full disk leaves no half sheet behind
     return out
 
 

@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import os
-from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from shards.destination import check_destination, is_committed, remove_leftovers
-from shards.manifest import complete_manifest, read_record, recipe_id, write_manifest
-from shards.schema import MANIFEST_NAME, Group, ShardSetError, shard_anchors
-from shards.writer import ShardWriter
+from common.parallel import ordered_map
+from shards.schema import Group, ShardSetError
+from shards.set_writer import SetWriter
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 IN_FLIGHT_PER_WORKER = 4  # images decoded ahead of the writer, per worker thread
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -69,23 +63,15 @@ def ingest_folder(folder: str | Path, out: str | Path, *, image_size: int, quali
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         plan = plan_ingest(folder, image_size, seed, pool, workers, progress)
-        recipe = ingest_recipe(plan, image_size, quality, seed, groups_per_shard)
-        set_id = recipe_id(recipe)
         check_not_inside(out, folder)
-        check_destination(out, set_id)
-        out.mkdir(parents=True, exist_ok=True)
-        spans = shard_anchors(len(plan.images), groups_per_shard)
-        pending = [index for index in range(len(spans)) if not is_committed(out, index, set_id)]
+        writer = SetWriter(out, ingest_recipe(plan, image_size, quality, seed, groups_per_shard),
+                           extra={"source": str(folder)})
         encode = partial(encode_image, size=image_size, quality=quality)
-        _write_shards(plan, out, set_id, spans, pending, encode, pool, workers, progress)
-    if pending or not (out / MANIFEST_NAME).is_file():
-        records = [read_record(out, index) for index in range(len(spans))]
-        write_manifest(out, complete_manifest(recipe, records, command or [],
-                                              extra={"source": str(folder)}))
-    remove_leftovers(out)
-    return IngestReport(location=out, set_id=set_id, groups=len(plan.images), classes=len(plan.classes),
-                        shards_written=len(pending), shards_kept=len(spans) - len(pending),
-                        skipped=plan.skipped)
+        written = _write_shards(plan, writer, encode, pool, workers, progress)
+    writer.finish(command or [])
+    return IngestReport(location=out, set_id=writer.set_id, groups=len(plan.images),
+                        classes=len(plan.classes), shards_written=written,
+                        shards_kept=writer.shard_count - written, skipped=plan.skipped)
 
 
 def _check_options(image_size: int, quality: int, groups_per_shard: int, seed: int,
@@ -200,29 +186,30 @@ def check_not_inside(out: Path, folder: Path) -> None:
         raise ShardSetError(f"The output folder {out} must not be inside the ingested folder {folder}.")
 
 
-def _write_shards(plan: IngestPlan, out: Path, set_id: str, spans: list[range],
-                  pending: list[int], encode: Callable[[SourceImage], bytes], pool: Executor,
-                  workers: int, progress: bool) -> None:
-    anchors = [anchor for index in pending for anchor in spans[index]]
-    encoded = ordered_map(pool, encode, [plan.images[anchor] for anchor in anchors],
-                          IN_FLIGHT_PER_WORKER * workers)
-    with tqdm(total=len(plan.images), initial=len(plan.images) - len(anchors), desc="ingest",
-              unit="img", disable=not progress) as bar:
-        for index in pending:
-            with ShardWriter(out, index, set_id) as writer:
-                for anchor in spans[index]:
-                    image = plan.images[anchor]
-                    meta = {"anchor": anchor, "class": image.label, "source": image.relative}
-                    writer.add(Group(anchor=anchor, views=[next(encoded)], label=image.label, meta=meta))
-                    bar.update()
-                writer.commit()
-
-
-def ordered_map(pool: Executor, function: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
-    """``pool.map`` that keeps at most ``window`` items in flight, so memory stays bounded."""
-    items = iter(items)
-    in_flight = deque(pool.submit(function, item) for item in itertools.islice(items, window))
-    while in_flight:
-        result = in_flight.popleft().result()
-        in_flight.extend(pool.submit(function, item) for item in itertools.islice(items, 1))
-        yield result
+def _write_shards(plan: IngestPlan, writer: SetWriter, encode: Callable[[SourceImage], bytes],
+                  pool: Executor, workers: int, progress: bool) -> int:
+    """Write every missing shard no other process is writing, then wait for those that are;
+    returns how many shards this process wrote."""
+    written, todo = 0, writer.missing()
+    with tqdm(total=len(plan.images), initial=len(plan.images) - sum(len(writer.spans[i]) for i in todo),
+              desc="ingest", unit="img", disable=not progress) as bar:
+        while todo:
+            skipped = []
+            for index in todo:
+                shard = writer.claim(index)
+                if shard is None:
+                    skipped.append(index)
+                    continue
+                anchors = writer.spans[index]
+                encoded = ordered_map(pool, encode, [plan.images[anchor] for anchor in anchors],
+                                      IN_FLIGHT_PER_WORKER * workers)
+                with shard:
+                    for anchor, view in zip(anchors, encoded):
+                        image = plan.images[anchor]
+                        meta = {"anchor": anchor, "class": image.label, "source": image.relative}
+                        shard.add(Group(anchor=anchor, views=[view], label=image.label, meta=meta))
+                        bar.update()
+                    shard.commit()
+                written += 1
+            todo = writer.wait_for(skipped)
+    return written

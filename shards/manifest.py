@@ -1,18 +1,15 @@
-"""Reading, collecting and writing manifests, and the provenance every set and run records."""
+"""Reading manifests and records, and building the manifest of a finished set from its recipe."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from common.files import sha256_bytes
+from common.provenance import provenance
 from shards.schema import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, ShardSetError, check_manifest,
                            record_name)
-from shards.writer import write_json_atomic
 
 RECORD_FIELDS = ("name", "groups", "bytes", "sha256", "first_anchor", "last_anchor")
 
@@ -67,55 +64,8 @@ def read_record(directory: Path, index: int) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    write_json_atomic(directory / MANIFEST_NAME, manifest)
-
-
 def shard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{field: record[field] for field in RECORD_FIELDS} for record in records]
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def provenance(command: list[str]) -> dict[str, Any]:
-    """What produced an artefact: package, code revision, torch, and the command line."""
-    import torch
-
-    try:
-        version = metadata.version("genviews")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return {
-        "package": "genviews",
-        "package_version": version,
-        "git_commit": git_commit(),
-        "torch_version": torch.__version__,
-        "python_version": sys.version.split()[0],
-        "command": command,
-    }
-
-
-def git_commit() -> str:
-    """The commit of the genviews checkout in use, with '+dirty' when it has local changes."""
-    source = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
 
 
 def recipe_id(recipe: dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterator
 import torch
 import webdataset as wds
 
-from shards.manifest import member_location, parse_manifest, read_manifest_bytes, sha256_bytes
+from common.files import sha256_bytes
+from shards.manifest import member_location, parse_manifest, read_manifest_bytes
 from shards.schema import (MANIFEST_NAME, CorruptSampleError, Group, group_key, latent_dim_of,
                            parse_sample)
 

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from common.errors import UserError
+
 FORMAT_NAME = "genviews-shards"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -25,7 +27,7 @@ RECORD_PATTERN = re.compile(r"^shard-(\d{6})\.json$")
 KINDS = ("synthetic", "real")
 
 
-class ShardSetError(Exception):
+class ShardSetError(UserError):
     """A shard set (or the request to write one) is unusable; the message is one sentence for the user."""
 
 

@@ -20,6 +20,8 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torchvision.transforms import v2
 
+from common.errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -34,7 +36,7 @@ BLUR_SIGMA = (0.1, 2.0)
 _CHANNEL_OFFSETS = (5.0, 3.0, 1.0)
 
 
-class AugmentConfigError(ValueError):
+class AugmentConfigError(UserError):
     """An augmentation setting is unusable; the message is one sentence for the user."""
 
 

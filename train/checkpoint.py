@@ -1,17 +1,29 @@
-"""Checkpoints: written atomically, loaded with ``weights_only=True`` (they travel between labs)."""
+"""Checkpoints: what they hold, how they are written and read, and how an encoder is rebuilt from one.
+
+A checkpoint is ``{"model": state_dict, "optimizer": ..., "epoch", "step", "config": resolved
+options}``, written atomically and loaded with ``weights_only=True`` (checkpoints travel between
+labs). ``load_encoder`` is the one way to get a trained encoder back: the evaluator calls it.
+"""
 
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from shards.writer import write_bytes_atomic
+from common.errors import UserError
+from common.files import write_bytes_atomic
+from train.models import BACKBONES, build_encoder
+
+ENCODER_PREFIX = "encoder."  # the encoder's weights inside the model's state_dict
+REQUIRED_CONFIG = ("backbone", "small_images", "crop_size", "image_size")
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message is one sentence."""
 
 
@@ -35,3 +47,65 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not a genviews checkpoint (no model or config).")
     return state
+
+
+def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The encoder of a training checkpoint on the CPU in eval mode, and the run's config; refuses
+    a config train/main.py did not write and weights that do not fit the backbone it names."""
+    path = Path(path)
+    state = load_checkpoint(path)
+    config, model = state["config"], state["model"]
+    _check_config(config, path)
+    if not isinstance(model, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor)
+                                              for key, value in model.items()):
+        raise CheckpointError(f"{path} holds a model that is not a table of named tensors, so it was not "
+                              "written by train/main.py.")
+    encoder, _ = build_encoder(config["backbone"], bool(config["small_images"]))
+    weights = {key[len(ENCODER_PREFIX):]: value for key, value in model.items()
+               if key.startswith(ENCODER_PREFIX)}
+    if not _weights_fit(encoder, weights):
+        named = _describe_backbone(config["backbone"], bool(config["small_images"]))
+        found = _identify_backbone(weights)
+        held = f"{found} weights" if found else "encoder weights of no known backbone"
+        raise CheckpointError(f"{path} holds {held} but its config names {named}.")
+    encoder.load_state_dict(weights)
+    return encoder.eval(), config
+
+
+def _check_config(config: Any, path: Path) -> None:
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} holds a config that is not a dictionary, so it was not written by "
+                              "train/main.py.")
+    missing = [key for key in REQUIRED_CONFIG if key not in config]
+    if missing:
+        raise CheckpointError(f"{path} has no {', '.join(missing)} in its config, so it was not written "
+                              "by train/main.py.")
+    if not isinstance(config["backbone"], str) or config["backbone"] not in BACKBONES:
+        raise CheckpointError(f"{path} names backbone {config['backbone']!r} in its config, which is none of "
+                              f"{', '.join(BACKBONES)}.")
+    sizes = [key for key in ("crop_size", "image_size")
+             if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1]
+    if sizes:
+        raise CheckpointError(f"{path} has a {' and '.join(sizes)} in its config that is not a positive "
+                              "integer.")
+
+
+def _describe_backbone(backbone: str, small_images: bool) -> str:
+    if backbone == "convnet-small":
+        return backbone  # one network at every image size: it has no stem to choose
+    return f"{backbone} ({'small-image' if small_images else 'ImageNet'} stem)"
+
+
+def _weights_fit(encoder: nn.Module, weights: dict[str, torch.Tensor]) -> bool:
+    expected = {key: tuple(value.shape) for key, value in encoder.state_dict().items()}
+    return expected == {key: tuple(value.shape) for key, value in weights.items()}
+
+
+def _identify_backbone(weights: dict[str, torch.Tensor]) -> str | None:
+    """Which known backbone the weights come from, or None when none fits."""
+    for backbone, small_images in itertools.product(BACKBONES, (True, False)):
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            encoder, _ = build_encoder(backbone, small_images)
+        if _weights_fit(encoder, weights):
+            return _describe_backbone(backbone, small_images)
+    return None

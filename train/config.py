@@ -53,7 +53,7 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--method", type=click.Choice(METHODS), default="simclr",
                      help="Positives: views of a group (simclr), same class (supcon), all M views (multipos)."),
         click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="resnet18",
-                     help="Encoder from torchvision, trained from scratch."),
+                     help="Encoder, trained from scratch: torchvision ResNets, or convnet-small for CPU-scale runs."),
         click.option("--small-images/--imagenet-stem", default=None,
                      help="3x3 stride-1 stem without max-pool [default: on for crops of 64 px and less]."),
         click.option("--projection-dim", type=click.IntRange(1), default=128,

@@ -31,6 +31,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from common.errors import UserError
 from shards import CorruptSampleError, Group, ShardSet, ShardSetError, open_set
 from shards.reader import decode_group_view
 from train.augment import AugmentConfig, ViewAugment
@@ -46,7 +47,7 @@ MAX_EMPTY_READS = 64  # shard reads in a row without one readable group: the set
 _BARE_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*$")  # "scheme://host": a trailing ":80" is its port
 
 
-class DataConfigError(ValueError):
+class DataConfigError(UserError):
     """The data options cannot make a training stream; the message is one sentence for the user."""
 
 

@@ -13,10 +13,12 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from common.errors import UserError
+
 Value = TypeVar("Value", torch.Tensor, float)
 
 
-class DistributedSetupError(RuntimeError):
+class DistributedSetupError(UserError):
     """The process cannot join the run as launched; the message is one sentence for the user."""
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from common.errors import UserError
 from train import distributed
 
 
-class LossConfigError(ValueError):
+class LossConfigError(UserError):
     """The loss was asked for something it cannot compute; the message is one sentence."""
 
 

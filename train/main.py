@@ -26,23 +26,23 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from shards.console import reports_errors
-from shards.manifest import provenance
-from shards.writer import write_bytes_atomic, write_json_atomic
+from common.console import reports_errors
+from common.errors import UserError
+from common.files import append_line, make_folder, write_bytes_atomic, write_json_atomic
+from common.provenance import provenance
 from train import distributed
-from train.augment import AugmentConfig, AugmentConfigError, normalize
-from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from train.augment import AugmentConfig, normalize
+from train.checkpoint import load_checkpoint, save_checkpoint
 from train.config import resolve, training_options, training_recipe
-from train.data import (Batch, DataConfigError, build_loader, check_shared_classes, open_sources,
-                        steps_per_epoch)
+from train.data import Batch, build_loader, check_shared_classes, open_sources, steps_per_epoch
 from train.losses import distributed_contrastive_loss
-from train.models import ModelConfigError, build_model
-from train.optim import OptimizerConfigError, build_optimizer, lr_at, scaled_lr, set_lr
+from train.models import build_model
+from train.optim import build_optimizer, lr_at, scaled_lr, set_lr
 
 LAST = "last.pt"
 
 
-class RunError(Exception):
+class RunError(UserError):
     """The run folder or the options do not allow this run; the message is one sentence."""
 
 
@@ -137,7 +137,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     out = Path(config["out"])
     resume_state = prepare_run_folder(config)
     if dist_info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out)
         write_run_records(config, sources, resume_state["step"] if resume_state else 0)
     distributed.barrier()
 
@@ -176,7 +176,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     supervised = config["method"] == "supcon"
     progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
                     disable=not (dist_info.is_main and config["progress"]))
-    metrics = open(out / "metrics.jsonl", "a") if dist_info.is_main else None
+    metrics = out / "metrics.jsonl" if dist_info.is_main else None
     for epoch in range(start_epoch, config["epochs"]):
         ddp_model.train()
         window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
@@ -199,8 +199,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                           "data_wait_share": data_wait / elapsed,
                           "skipped": int(distributed.all_reduce_mean(float(skipped)) * world)}
                 if metrics:
-                    metrics.write(json.dumps(record) + "\n")
-                    metrics.flush()
+                    append_line(metrics, json.dumps(record))
                 progress.set_postfix(loss=f"{mean_loss:.3f}", images_per_s=f"{record['images_per_s']:.0f}")
                 window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
             progress.update(1)
@@ -213,14 +212,11 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                 save_checkpoint(out / f"epoch-{epoch + 1:04d}.pt", state)
         distributed.barrier()
     progress.close()
-    if metrics:
-        metrics.close()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @training_options
-@reports_errors(RunError, DataConfigError, ModelConfigError, OptimizerConfigError,
-                AugmentConfigError, CheckpointError, distributed.DistributedSetupError)
+@reports_errors
 def main(**params: Any) -> None:
     """Train a contrastive encoder (SimCLR, SupCon, multi-positive) on one or more shard sets."""
     sources = open_sources(params["data"])

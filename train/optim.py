@@ -8,10 +8,12 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from common.errors import UserError
+
 OPTIMIZERS = ("sgd", "lars", "adamw")
 
 
-class OptimizerConfigError(ValueError):
+class OptimizerConfigError(UserError):
     """The optimiser or schedule asked for is unusable; the message is one sentence for the user."""
 
 

@@ -1,68 +1,68 @@
 """The generator registry: a plain dict from name to factory, plus ``module:attr`` plug-ins.
 
-A generator exposes ``latent_dim``, ``num_classes`` (0 when unconditional), ``resolution`` and is
-called as ``generator(latents, classes)`` with float32 latents [N, latent_dim] and int64 class
-indices [N] (None when unconditional) on its device, returning uint8 images [N, 3, H, W].
-Registered generators may also expose ``name``, ``class_names`` and ``weights_sha256`` for the
-manifest.
+The protocol and the options every factory receives live in ``generate.generators.base``. A
+plug-in factory receives the same ``GeneratorOptions`` as the built-ins; what it makes is checked
+and wrapped (``PlugIn``) so that its mistakes reach the user as one sentence.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any
 
 import torch
 
+from generate.generators import biggan, deadleaves
+from generate.generators.base import (Factory, Generator, GeneratorError, GeneratorOptions, check_generator,
+                                      check_images)
 
-class Generator(Protocol):
-    latent_dim: int
-    num_classes: int
-    resolution: int
-
-    def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor: ...
-
-
-class GeneratorError(Exception):
-    """A generator cannot be made (unknown name, missing weights, ...); the message is one sentence."""
-
-
-@dataclass(frozen=True)
-class GeneratorOptions:
-    weights: Path | None
-    device: torch.device
-    truncation: float
-    resolution: int | None = None  # the image size asked for; generators that render at any size use it
-
-
-Factory = Callable[[GeneratorOptions], Generator]
-
+REGISTRY: dict[str, Factory] = {
+    "deadleaves": deadleaves.make_deadleaves,
+    **{name: biggan.factory(name) for name in biggan.MODELS},
+}
 DEFAULT_GENERATOR = "deadleaves"
 
-
-def _make_registry() -> dict[str, Factory]:
-    from generate.generators import biggan, deadleaves  # biggan imports its package lazily
-
-    return {
-        "deadleaves": deadleaves.make_deadleaves,
-        **{name: biggan.factory(name) for name in biggan.MODELS},
-    }
+__all__ = ["DEFAULT_GENERATOR", "REGISTRY", "Generator", "GeneratorError", "GeneratorOptions",
+           "check_images", "make_generator"]
 
 
 def make_generator(name: str, options: GeneratorOptions) -> Generator:
     """A registered generator by name, or a plug-in named ``package.module:factory``."""
     if ":" in name:
-        return _load_plugin(name)
-    registry = _make_registry()
-    if name not in registry:
-        raise GeneratorError(f"Unknown generator {name!r}; choose one of {', '.join(registry)} "
+        return make_plugin(name, options)
+    if name not in REGISTRY:
+        raise GeneratorError(f"Unknown generator {name!r}; choose one of {', '.join(REGISTRY)} "
                              "or name your own as package.module:factory.")
-    return registry[name](options)
+    return REGISTRY[name](options)
 
 
-def _load_plugin(spec: str) -> Generator:
+class PlugIn:
+    """A user's generator, checked once when made; a failure inside a call becomes one sentence."""
+
+    def __init__(self, spec: str, generator: Any) -> None:
+        check_generator(generator, spec)
+        self.spec = spec
+        self.generator = generator
+        self.latent_dim: int = generator.latent_dim
+        self.num_classes: int = generator.num_classes
+        self.resolution: int = generator.resolution
+        self.class_names: list[str] | None = getattr(generator, "class_names", None)
+        self.weights_sha256: str | None = getattr(generator, "weights_sha256", None)
+        self.device = getattr(generator, "device", None)
+        if self.device is None and isinstance(generator, torch.nn.Module):
+            self.device = next(generator.parameters(), torch.empty(0)).device
+
+    def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        try:
+            images = self.generator(latents, classes)
+        except Exception as error:  # the user's code may raise anything; report it in one sentence
+            raise GeneratorError(f"Generator {self.spec!r} failed while rendering "
+                                 f"({type(error).__name__}: {error}).") from None
+        check_images(images, len(latents))
+        return images
+
+
+def make_plugin(spec: str, options: GeneratorOptions) -> PlugIn:
     module_name, _, attribute = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
@@ -71,12 +71,9 @@ def _load_plugin(spec: str) -> Generator:
     if not callable(factory):
         raise GeneratorError(f"Generator {spec!r} names {type(factory).__name__}, not a factory.")
     try:
-        generator = factory()
+        generator = factory(options)
+    except GeneratorError:
+        raise
     except Exception as error:  # the user's code may raise anything; report it in one sentence
         raise GeneratorError(f"Generator factory {spec!r} failed ({type(error).__name__}: {error}).") from None
-    missing = [field for field in ("latent_dim", "num_classes", "resolution")
-               if not isinstance(getattr(generator, field, None), int)]
-    if missing or not callable(generator):
-        raise GeneratorError(f"Generator {spec!r} must be callable and have integer "
-                             f"latent_dim, num_classes and resolution (missing {missing}).")
-    return generator
+    return PlugIn(spec, generator)

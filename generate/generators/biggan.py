@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from generate.classes import imagenet_class_names
-from generate.generators import GeneratorError, GeneratorOptions
-from shards.manifest import sha256_file
+from generate.generators.base import GeneratorError, GeneratorOptions
+from common.files import sha256_file
 
 MODELS = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
 CONFIG_FILE = "config.json"

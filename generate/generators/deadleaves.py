@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from generate.generators import GeneratorError, GeneratorOptions
+from generate.generators.base import GeneratorError, GeneratorOptions, refuse_weights
 
 LATENT_DIM = 128
 DEFAULT_RESOLUTION = 128
@@ -158,6 +158,7 @@ def _stretch(colour: torch.Tensor) -> torch.Tensor:
 
 
 def make_deadleaves(options: GeneratorOptions) -> DeadLeaves:
+    refuse_weights("deadleaves", options)
     resolution = options.resolution or DEFAULT_RESOLUTION
     if resolution < 8:
         raise GeneratorError(f"The deadleaves generator needs a resolution of at least 8 pixels, "

@@ -43,6 +43,16 @@ def torchrun(*args: object, timeout: float = 600, **popen) -> subprocess.Complet
     return subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def kill_every_process_of(run: Path) -> None:
+    """SIGKILL every process whose command line names the run folder (the agent, ranks, loaders)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(run).encode() in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass  # it ended meanwhile
+
+
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
@@ -75,7 +85,7 @@ def test_generate_train_kill_resume_evaluate_report(tmp_path, data):
     while not (run / "last.pt").exists():
         assert process.poll() is None and time.monotonic() < deadline, "training never checkpointed"
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    kill_every_process_of(run)  # torchrun starts each rank in a session of its own
     process.wait()
     killed_at = torch.load(run / "last.pt", weights_only=True)
     assert killed_at["epoch"] < 4, "killed too late to test --resume"

@@ -1,4 +1,5 @@
-"""Tiny labelled sets whose images depend on their class, and checkpoints of a random resnet18."""
+"""Tiny labelled sets whose images depend on their class, and checkpoints of a random model (a
+resnet18 unless told otherwise)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from evaluate.cli import cli
-from evaluate.report import COLUMNS
+from evaluate.report import COLUMNS, RUN_COLUMNS
 from tests.cli import assert_clean_failure, run_module
 from tests.evaluate.helpers import write_checkpoint, write_labelled_set
 from tests.shards.helpers import break_first_view, truncate_shard
@@ -83,6 +83,24 @@ def test_report_prints_one_table_of_every_run_folder(runs):
     assert "skipped" in result.stderr and "notes.txt" in result.stderr
 
 
+def test_report_adds_a_column_for_every_low_label_probe(sets, runs, tmp_path):
+    low = write_checkpoint(tmp_path / "low" / "last.pt", weights_backbone="convnet-small")
+    for labels_per_class in (3, 2):
+        result = evaluate("linear", "--checkpoint", low, "--train", sets["train"], "--val", sets["val"],
+                          "--labels-per-class", labels_per_class, "--draws", 2, "--epochs", 10)
+        assert result.exit_code == 0, result.output
+
+    result = evaluate("report", low.parent, runs / "full")
+
+    assert result.exit_code == 0, result.output
+    header, _, low_row, full_row = table_rows(result.stdout)
+    assert header == [*RUN_COLUMNS, "top-1 linear", "top-1 linear@2", "top-1 linear@3", "top-1 kNN"]
+    spread = [json.loads((low.parent / "eval" / f"linear@{n}" / "results.json").read_text()) for n in (2, 3)]
+    assert low_row[4:] == ["-", *(f"{100 * r['top1']:.1f} ± {100 * r['top1_std']:.1f}" for r in spread), "-"]
+    assert full_row[4:] == [top1_cell(runs / "full/eval/linear/results.json"), "-", "-",
+                            top1_cell(runs / "full/eval/knn/results.json")]
+
+
 def test_report_refuses_a_damaged_result_and_no_run_at_all(runs, tmp_path):
     damaged = tmp_path / "damaged"
     (damaged / "eval" / "knn").mkdir(parents=True)
@@ -129,6 +147,13 @@ BAD_INPUT: dict[str, tuple[Callable[[dict, Path], dict], str]] = {
     "weights of another backbone": (
         lambda sets, tmp: {"--checkpoint": write_checkpoint(tmp / "other.pt", backbone="resnet50")},
         "holds resnet18 (small-image stem) weights but its config names resnet50 (small-image stem)"),
+    "small convnet weights": (
+        lambda sets, tmp: {"--checkpoint": write_checkpoint(tmp / "convnet.pt", weights_backbone="convnet-small",
+                                                           backbone="resnet18")},
+        "holds convnet-small"),
+    "resnet weights for the small convnet": (
+        lambda sets, tmp: {"--checkpoint": write_checkpoint(tmp / "resnet.pt", backbone="convnet-small")},
+        "holds resnet18 (small-image stem) weights but its config names convnet-small"),
     "another stem": (
         lambda sets, tmp: {"--checkpoint": write_checkpoint(tmp / "stem.pt", small_images=False)},
         "holds resnet18 (small-image stem) weights but its config names resnet18 (ImageNet stem)"),

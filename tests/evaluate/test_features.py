@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from evaluate.features import (EvaluationError, cache_name, cached_features, center_view, extract_features,
-                               load_encoder, open_labelled_set)
+                               load_frozen_encoder, open_labelled_set)
 from shards import decode_view
 from tests.evaluate.helpers import CLASSES, write_checkpoint, write_labelled_set
-from train.checkpoint import save_checkpoint
+from train.checkpoint import CheckpointError, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_center_view_scales_the_shorter_side_to_crop_over_0875_and_keeps_the_cen
 
 
 def test_encoder_is_frozen_with_the_checkpoint_weights(inputs):
-    encoder = load_encoder(inputs["checkpoint"], torch.device("cpu"))
+    encoder = load_frozen_encoder(inputs["checkpoint"], torch.device("cpu"))
     saved = torch.load(inputs["checkpoint"], weights_only=True)["model"]
 
     assert not encoder.module.training
@@ -61,13 +61,13 @@ def test_checkpoint_of_another_program_is_refused_in_one_sentence(inputs, tmp_pa
     state = torch.load(inputs["checkpoint"], weights_only=True)
     save_checkpoint(tmp_path / "foreign.pt", {**state, **replace_entries(state)})
 
-    with pytest.raises(EvaluationError, match=expected) as error:
-        load_encoder(tmp_path / "foreign.pt", torch.device("cpu"))
+    with pytest.raises(CheckpointError, match=expected) as error:
+        load_frozen_encoder(tmp_path / "foreign.pt", torch.device("cpu"))
     assert "\n" not in str(error.value) and str(error.value).endswith(".")
 
 
 def test_features_follow_anchor_order_whatever_the_batch_size(inputs):
-    encoder = load_encoder(inputs["checkpoint"], torch.device("cpu"))
+    encoder = load_frozen_encoder(inputs["checkpoint"], torch.device("cpu"))
     shard_set = open_labelled_set(str(inputs["set"]), encoder)
 
     whole = extract_features(encoder, shard_set, batch_size=64)
@@ -81,8 +81,8 @@ def test_features_follow_anchor_order_whatever_the_batch_size(inputs):
 
 
 def test_cache_name_changes_with_checkpoint_set_and_crop(inputs):
-    encoder = load_encoder(inputs["checkpoint"], torch.device("cpu"))
-    other_encoder = load_encoder(inputs["other_checkpoint"], torch.device("cpu"))
+    encoder = load_frozen_encoder(inputs["checkpoint"], torch.device("cpu"))
+    other_encoder = load_frozen_encoder(inputs["other_checkpoint"], torch.device("cpu"))
     shard_set = open_labelled_set(str(inputs["set"]), encoder)
     other_set = open_labelled_set(str(inputs["other"]), encoder)
     cropped = replace(encoder, config={**encoder.config, "crop_size": 24})
@@ -91,7 +91,7 @@ def test_cache_name_changes_with_checkpoint_set_and_crop(inputs):
              cache_name(encoder, other_set), cache_name(cropped, shard_set)}
 
     assert len(names) == 4
-    assert cache_name(encoder, shard_set) == cache_name(load_encoder(inputs["checkpoint"]), shard_set)
+    assert cache_name(encoder, shard_set) == cache_name(load_frozen_encoder(inputs["checkpoint"]), shard_set)
 
 
 def test_second_run_reads_the_cache_instead_of_the_shards(inputs, tmp_path):
@@ -99,7 +99,7 @@ def test_second_run_reads_the_cache_instead_of_the_shards(inputs, tmp_path):
     data.mkdir()
     for path in inputs["set"].iterdir():
         (data / path.name).write_bytes(path.read_bytes())
-    encoder = load_encoder(inputs["checkpoint"], torch.device("cpu"))
+    encoder = load_frozen_encoder(inputs["checkpoint"], torch.device("cpu"))
     shard_set = open_labelled_set(str(data), encoder)
     first, cache = cached_features(encoder, shard_set, tmp_path / "out")
     written = cache.stat().st_mtime_ns
@@ -114,7 +114,7 @@ def test_second_run_reads_the_cache_instead_of_the_shards(inputs, tmp_path):
 
 
 def test_damaged_cache_is_extracted_anew(inputs, tmp_path):
-    encoder = load_encoder(inputs["checkpoint"], torch.device("cpu"))
+    encoder = load_frozen_encoder(inputs["checkpoint"], torch.device("cpu"))
     shard_set = open_labelled_set(str(inputs["set"]), encoder)
     first, cache = cached_features(encoder, shard_set, tmp_path)
     cache.write_bytes(cache.read_bytes()[:100])
@@ -126,7 +126,7 @@ def test_damaged_cache_is_extracted_anew(inputs, tmp_path):
 
 
 def test_sets_must_be_labelled_and_of_the_training_image_size(inputs, tmp_path):
-    encoder = load_encoder(inputs["checkpoint"], torch.device("cpu"))
+    encoder = load_frozen_encoder(inputs["checkpoint"], torch.device("cpu"))
     unlabelled = write_labelled_set(tmp_path / "unlabelled", groups=4, seed=0, labelled=False)
     larger = write_labelled_set(tmp_path / "larger", groups=4, seed=0, size=48)
 

@@ -1,4 +1,5 @@
-"""The linear probe: settings chosen on a stratified split of --train, accuracy measured on --val."""
+"""The linear probe: settings chosen on a stratified split of --train (or, with few labels, by
+cross-validation within each seeded draw), accuracy measured on --val."""
 
 from __future__ import annotations
 
@@ -9,20 +10,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from evaluate.cli import cli
-from evaluate.linear import (LR_GRID, WEIGHT_DECAY_GRID, ProbeSettings, stratified_holdout,
-                             train_classifiers)
-from tests.evaluate.helpers import write_checkpoint, write_labelled_set
+from evaluate.features import EvaluationError, Features
+from evaluate.linear import (LOW_LABEL_WEIGHT_DECAY_GRID, LR_GRID, WEIGHT_DECAY_GRID, LowLabelSettings,
+                             ProbeSettings, check_enough_labels, cross_validation_folds, draw_labelled,
+                             evaluate_low_label, stratified_holdout, train_classifiers)
+from tests.cli import assert_clean_failure, run_module
+from tests.evaluate.helpers import CLASSES, write_checkpoint, write_labelled_set
 
 
-def run_linear(checkpoint: Path, train: Path, val: Path, *extra: object) -> dict:
+def invoke_linear(checkpoint: Path, train: Path, val: Path, *extra: object) -> Result:
     result = CliRunner().invoke(cli, ["linear", "--checkpoint", str(checkpoint), "--train", str(train),
                                       "--val", str(val), *map(str, extra)])
     assert result.exit_code == 0, result.output
-    out = Path(extra[extra.index("--out") + 1]) if "--out" in extra else checkpoint.parent / "eval" / "linear"
+    return result
+
+
+def read_linear_results(checkpoint: Path, extra: tuple[object, ...], metric: str) -> dict:
+    out = Path(extra[extra.index("--out") + 1]) if "--out" in extra else checkpoint.parent / "eval" / metric
     return json.loads((out / "results.json").read_text())
+
+
+def run_linear(checkpoint: Path, train: Path, val: Path, *extra: object, metric: str = "linear") -> dict:
+    invoke_linear(checkpoint, train, val, *extra)
+    return read_linear_results(checkpoint, extra, metric)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +126,127 @@ def test_fewer_than_five_classes_report_no_top5(tmp_path):
 
     assert results["top5"] is None and results["top1"] > 1 / 3
     assert results["settings"]["holdout_groups"] == 6
+
+
+def gaussian_blobs(centres: np.ndarray, count: int, seed: int) -> Features:
+    """``count`` features, classes in turn, each its class centre plus unit Gaussian noise."""
+    labels = np.arange(count) % len(centres)
+    noise = np.random.default_rng(seed).standard_normal((count, centres.shape[1]))
+    return Features((centres[labels] + noise).astype(np.float32), labels)
+
+
+@pytest.fixture(scope="module")
+def blobs() -> dict[str, Features]:
+    centres = np.random.default_rng(0).standard_normal((10, 32))
+    return {"train": gaussian_blobs(centres, 400, seed=1), "val": gaussian_blobs(centres, 200, seed=2),
+            "other_val": gaussian_blobs(centres, 150, seed=3)}
+
+
+def low_label(blobs: dict[str, Features], val: str = "val", seed: int = 0):
+    return evaluate_low_label(blobs["train"], blobs[val], [str(label) for label in range(10)],
+                              LowLabelSettings(labels_per_class=5, draws=3), ProbeSettings(epochs=40, seed=seed),
+                              torch.device("cpu"))
+
+
+def test_draws_are_balanced_and_seeded_by_seed_and_draw():
+    labels = np.repeat([0, 1, 2], [12, 20, 15])
+
+    rows = draw_labelled(labels, 3, 5, seed=0, draw=0)
+
+    assert np.bincount(labels[rows]).tolist() == [5, 5, 5] and len(set(rows.tolist())) == 15
+    assert np.array_equal(draw_labelled(labels, 3, 5, seed=0, draw=0), rows)
+    assert not np.array_equal(draw_labelled(labels, 3, 5, seed=1, draw=0), rows)
+    assert not np.array_equal(draw_labelled(labels, 3, 5, seed=0, draw=1), rows)
+
+
+def test_cross_validation_folds_hold_every_class():
+    folds = cross_validation_folds(num_classes=3, labels_per_class=7, count=5)
+    labels = np.repeat([0, 1, 2], 7)  # a draw's rows come class after class
+
+    assert [np.bincount(labels[folds == fold]).tolist() for fold in range(5)] == \
+        [[2, 2, 2], [2, 2, 2], [1, 1, 1], [1, 1, 1], [1, 1, 1]]
+
+
+def test_low_label_probe_beats_chance_by_far_and_is_deterministic(blobs):
+    result = low_label(blobs)
+
+    assert result.top1 > 0.8  # chance is 1 / 10
+    draws = result.over_draws["per_draw"]
+    top1 = [draw["top1"] for draw in draws]
+    assert [draw["draw"] for draw in draws] == [0, 1, 2]
+    assert result.top1 == pytest.approx(np.mean(top1))
+    assert result.over_draws["top1_std"] == pytest.approx(np.std(top1, ddof=1))
+    assert (result.over_draws["top1_min"], result.over_draws["top1_max"]) == (min(top1), max(top1))
+    assert all(draw["lr"] in LR_GRID and draw["weight_decay"] in LOW_LABEL_WEIGHT_DECAY_GRID for draw in draws)
+    assert result.settings["folds"] == 5 and "cross-validation" in result.settings["regularisation"]
+    assert low_label(blobs) == result
+
+
+def test_low_label_settings_are_chosen_without_the_validation_set(blobs):
+    chosen = ("lr", "weight_decay", "cv_top1")
+
+    def choices(val: str) -> list[dict]:
+        return [{key: draw[key] for key in chosen} for draw in low_label(blobs, val).over_draws["per_draw"]]
+
+    assert choices("other_val") == choices("val")
+
+
+def test_low_label_settings_need_two_labels_per_class_and_two_draws():
+    for labels_per_class, draws in ((1, 5), (10, 1)):
+        with pytest.raises(ValueError, match="at least 2 labels per class and 2 draws"):
+            LowLabelSettings(labels_per_class, draws)
+
+
+def test_a_class_short_of_labels_is_refused_in_one_sentence():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+
+    with pytest.raises(EvaluationError, match=r"^--labels-per-class 3 needs 3 training images of every class, "
+                                              r"but class 'green' has 2\.$"):
+        check_enough_labels(labels, CLASSES[:3], 3)
+    with pytest.raises(EvaluationError, match=r"but 2 classes have fewer \(class 'blue' has 0\)\.$"):
+        check_enough_labels(labels[:5], CLASSES[:3], 3)
+
+
+@pytest.fixture(scope="module")
+def low_label_run(inputs) -> tuple[dict, str]:
+    """results.json and the printed line of a low-label probe of 5 labels per class, 3 draws."""
+    extra = ("--labels-per-class", 5, "--draws", 3, "--epochs", 30)
+    result = invoke_linear(inputs["checkpoint"], inputs["train"], inputs["val"], *extra)
+    return read_linear_results(inputs["checkpoint"], extra, "linear@5"), result.stdout
+
+
+def test_low_label_probe_from_the_command_line(low_label_run, results):
+    low_label_results, _ = low_label_run
+    assert low_label_results["metric"] == "linear@5"
+    assert low_label_results["top1"] > 0.4  # chance is 1 / 5
+    draws = low_label_results["per_draw"]
+    assert len(draws) == 3 and low_label_results["top1"] == pytest.approx(np.mean([d["top1"] for d in draws]))
+    assert low_label_results["top1_min"] <= low_label_results["top1"] <= low_label_results["top1_max"]
+    assert low_label_results["top1_std"] >= 0 and low_label_results["top5"] is not None
+    settings = low_label_results["settings"]
+    assert (settings["labels_per_class"], settings["draws"], settings["folds"], settings["seed"]) == (5, 3, 5, 0)
+    for key in ("checkpoint_sha256", "train_set", "val_set", "run"):
+        assert low_label_results[key] == results[key]  # bound to the same checkpoint and manifests
+
+
+def test_low_label_probe_prints_the_mean_the_spread_and_every_draw(low_label_run):
+    low_label_results, printed = low_label_run
+
+    draws = ", ".join(f"{100 * draw['top1']:.1f}" for draw in low_label_results["per_draw"])
+    assert f"linear@5: top-1 {100 * low_label_results['top1']:.1f}% (mean of 3 draws: std " in printed
+    assert f"draws {draws})" in printed and len(printed.strip().splitlines()) == 1
+
+
+def test_low_label_refusals_from_the_command_line(inputs, tmp_path):
+    short = write_labelled_set(tmp_path / "short", groups=9, seed=4)  # 2 images of each class but violet's 1
+    common = ["--checkpoint", inputs["checkpoint"], "--val", inputs["val"]]
+
+    for args, message in (
+            ([*common, "--train", short, "--labels-per-class", 2],
+             "error: --labels-per-class 2 needs 2 training images of every class, but class 'violet' has 1."),
+            ([*common, "--train", inputs["train"], "--draws", 3, "--out", tmp_path / "out"],
+             "error: --draws needs --labels-per-class, the number of labelled images of each class in a draw.")):
+        result = run_module("evaluate", "linear", *args)
+        assert_clean_failure(result, message)
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == message
+    assert not (tmp_path / "out").exists()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 import torch.nn.functional as F
+
+from generate.generators import GeneratorOptions
 
 
 class ProjectionGenerator:
@@ -27,15 +31,15 @@ class ProjectionGenerator:
         return (F.interpolate(small, size=self.resolution, mode="bilinear") * 255).round().to(torch.uint8)
 
 
-def make_conditional() -> ProjectionGenerator:
+def make_conditional(options: GeneratorOptions) -> ProjectionGenerator:
     return ProjectionGenerator(num_classes=5)
 
 
-def make_unconditional() -> ProjectionGenerator:
+def make_unconditional(options: GeneratorOptions) -> ProjectionGenerator:
     return ProjectionGenerator(num_classes=0)
 
 
-def make_broken() -> object:
+def make_broken(options: GeneratorOptions) -> object:
     """Lacks the attributes a generator must have."""
     return object()
 
@@ -47,9 +51,62 @@ class FloatImages(ProjectionGenerator):
         return super().__call__(latents, classes).float() / 255
 
 
-def make_float_images() -> FloatImages:
+def make_float_images(options: GeneratorOptions) -> FloatImages:
     return FloatImages(num_classes=5)
 
 
-def make_failing() -> ProjectionGenerator:
+def make_failing(options: GeneratorOptions) -> ProjectionGenerator:
     raise RuntimeError("weights server unreachable")
+
+
+class FromWeights(ProjectionGenerator):
+    """Takes its class names from ``--weights DIR/classes.json``, renders at ``--image-size`` on ``--device``."""
+
+    def __init__(self, options: GeneratorOptions):
+        names = json.loads((options.weights / "classes.json").read_text())
+        super().__init__(num_classes=len(names))
+        self.class_names = names
+        self.resolution = options.resolution or 16
+        self.device = options.device
+        self.weights_sha256 = "from-" + options.weights.name
+
+
+def make_from_weights(options: GeneratorOptions) -> FromWeights:
+    return FromWeights(options)
+
+
+def _with(**attributes: object):
+    def make(options: GeneratorOptions) -> ProjectionGenerator:
+        generator = ProjectionGenerator(num_classes=5)
+        for name, value in attributes.items():
+            setattr(generator, name, value)
+        return generator
+    return make
+
+
+make_no_latent = _with(latent_dim=0)
+make_negative_classes = _with(num_classes=-1)
+make_zero_resolution = _with(resolution=0)
+make_bool_latent = _with(latent_dim=True)
+
+
+class MetaImages(ProjectionGenerator):
+    """Returns tensors on the meta device: shapes without data."""
+
+    def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        return torch.empty(len(latents), 3, 32, 32, dtype=torch.uint8, device="meta")
+
+
+class RaisesWhileRendering(ProjectionGenerator):
+    """Fails inside its call, as a generator asking for an absent device does."""
+
+    def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        return super().__call__(latents.to("cuda:7"), classes)
+
+
+def make_meta_images(options: GeneratorOptions) -> MetaImages:
+    return MetaImages(num_classes=5)
+
+
+def make_raising(options: GeneratorOptions) -> RaisesWhileRendering:
+    return RaisesWhileRendering(num_classes=5)

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 
 from generate.cli import CountType, main as generate_main
 from generate.generators import GeneratorOptions, make_generator
-from generate.job import JobConfig, build_recipe, finish_if_complete
+from generate.job import JobConfig, build_recipe
 from generate.sampling import ViewSpec, sample_latents
-from shards import open_set
+from shards import SetWriter, open_set
 from tests.cli import PLUGIN, assert_clean_failure, cli_env, run_module, tree_digest
 
 CONDITIONAL = f"{PLUGIN}:make_conditional"
@@ -153,6 +153,13 @@ BAD_INPUT = {
     "plug-in without module": (["--generator", ":make"], "Cannot load generator"),
     "plug-in factory fails": (["--generator", f"{PLUGIN}:make_failing"], "weights server unreachable"),
     "plug-in returns floats": (["--generator", f"{PLUGIN}:make_float_images"], "uint8"),
+    "plug-in returns meta tensors": (["--generator", f"{PLUGIN}:make_meta_images"], "meta device"),
+    "plug-in fails while rendering": (["--generator", f"{PLUGIN}:make_raising"], "failed while rendering"),
+    "plug-in latent_dim 0": (["--generator", f"{PLUGIN}:make_no_latent"], "latent_dim of at least 1"),
+    "plug-in negative classes": (["--generator", f"{PLUGIN}:make_negative_classes"], "num_classes"),
+    "plug-in resolution 0": (["--generator", f"{PLUGIN}:make_zero_resolution"], "resolution"),
+    "plug-in bool latent_dim": (["--generator", f"{PLUGIN}:make_bool_latent"], "not True"),
+    "weights for deadleaves": (["--generator", "deadleaves", "--weights", "/tmp"], "takes no weights"),
     "unknown view method": (["--view-method", "rotate"], "rotate"),
     "zero anchors": (["--n-anchors", "0"], "positive whole count"),
     "negative anchors": (["--n-anchors", "-5"], "positive whole count"),
@@ -168,6 +175,18 @@ BAD_INPUT = {
     "missing weights folder": (["--generator", "biggan-deep-128", "--weights", "/no/such/folder"],
                                "/no/such/folder"),
 }
+
+
+def test_a_plugin_receives_weights_device_and_image_size(tmp_path):
+    weights = tmp_path / "my-weights"
+    weights.mkdir()
+    (weights / "classes.json").write_text(json.dumps(["cat", "dog", "owl"]))
+    generate(tmp_path / "set", "--generator", f"{PLUGIN}:make_from_weights", "--weights", weights,
+             "--device", "cpu", "--image-size", 24, "--n-anchors", 6)
+    shard_set = open_set(str(tmp_path / "set"))
+    assert shard_set.class_names == ["cat", "dog", "owl"]
+    assert shard_set.manifest["generator"]["weights_sha256"] == "from-my-weights"
+    assert shard_set.manifest["generator"]["resolution"] == 24 == shard_set.image_size
 
 
 def refuse(*args: object) -> str:
@@ -256,7 +275,7 @@ def test_processes_finishing_together_all_succeed_and_write_one_manifest(tmp_pat
     recipe = build_recipe(generator, config)
     command = json.loads(manifest)["provenance"]["command"]
     with ThreadPoolExecutor(8) as pool:
-        finished = list(pool.map(lambda _: finish_if_complete(config, recipe, command), range(32)))
+        finished = list(pool.map(lambda _: SetWriter(config.out, recipe).finish(command), range(32)))
     assert all(finished)
     assert (tmp_path / "set" / "manifest.json").read_bytes() == manifest
     assert sorted(os.listdir(tmp_path / "set")) == sorted(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -10,9 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from shards.manifest import complete_manifest, recipe_id, write_manifest
-from shards.schema import Group
-from shards.writer import ShardWriter
+from shards import Group, SetWriter
+from shards.manifest import read_manifest_bytes
 
 GARBAGE_JPEG = b"\xff\xd8" + bytes(range(256)) * 4  # a JPEG's first two bytes, then no JPEG
 
@@ -56,18 +57,16 @@ def synthetic_group(anchor: int, views: int, latent_dim: int) -> Group:
 
 
 def write_set(directory: Path, groups: list[Group], recipe: dict[str, Any]) -> dict[str, Any]:
-    """Write groups (in anchor order) as shards of recipe['groups_per_shard'] plus the manifest."""
-    directory.mkdir(parents=True, exist_ok=True)
-    per_shard = recipe["groups_per_shard"]
-    records = []
-    for index, start in enumerate(range(0, len(groups), per_shard)):
-        with ShardWriter(directory, index, recipe_id(recipe)) as writer:
-            for group in groups[start:start + per_shard]:
-                writer.add(group)
-            records.append(writer.commit())
-    manifest = complete_manifest(recipe, records, ["tests"])
-    write_manifest(directory, manifest)
-    return manifest
+    """Write groups (in anchor order) through the project's SetWriter; returns the manifest."""
+    writer = SetWriter(directory, recipe)
+    by_anchor = {group.anchor: group for group in groups}
+    for index in writer.missing():
+        with writer.claim(index) as shard:
+            for anchor in writer.spans[index]:
+                shard.add(by_anchor[anchor])
+            shard.commit()
+    assert writer.finish(["tests"])
+    return json.loads(read_manifest_bytes(str(directory)))
 
 
 def write_synthetic_set(directory: Path, groups: int = 6, views: int = 3, latent_dim: int = 8,
@@ -99,3 +98,17 @@ def break_first_view(shard: Path) -> str:
     data[body] = (GARBAGE_JPEG[2:] * (member.size // len(GARBAGE_JPEG) + 1))[:member.size - 2]
     shard.write_bytes(bytes(data))
     return member.name
+
+
+def rename_anchor(shard: Path, old: int, new: int) -> dict[str, Any]:
+    """Rename a group's members in a shard, as a hostile or buggy sender would; returns the shard's
+    new bytes and sha256 for its row."""
+    with tarfile.open(shard) as tar:
+        members = [(member, tar.extractfile(member).read()) for member in tar.getmembers()]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, data in members:
+            member.name = member.name.replace(f"{old:010d}.", f"{new:010d}.")
+            tar.addfile(member, io.BytesIO(data))
+    shard.write_bytes(buffer.getvalue())
+    return {"bytes": len(buffer.getvalue()), "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}

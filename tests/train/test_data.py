@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from shards import CorruptSampleError, Group, ShardWriter, open_set
-from shards.manifest import complete_manifest, recipe_id, write_manifest
+from shards import CorruptSampleError, Group, open_set
+from tests.shards.helpers import write_set as write_groups
 from train.augment import AugmentConfig
 from train.data import (GROUP_ID_STRIDE, DataConfigError, DataSource, build_loader, check_shared_classes,
                         choose_views, parse_data_spec, shard_reads, steps_per_epoch, view_rng)
@@ -60,7 +60,6 @@ def write_set(directory: Path, *, groups: int, views: int = 2, groups_per_shard:
     header, then garbage), "missing-view" (a view member absent). ``broken_positives`` makes every
     view but the anchor undecodable.
     """
-    directory.mkdir(parents=True)
     damage = damage or {}
     kind = "synthetic" if views > 1 else "real"
     classes = classes or []
@@ -71,25 +70,22 @@ def write_set(directory: Path, *, groups: int, views: int = 2, groups_per_shard:
               "classes": classes, "class_subset": list(range(len(classes))), "seed": 0,
               "groups_per_shard": groups_per_shard}
     rng = np.random.default_rng(0)
-    records = []
-    for index, first in enumerate(range(0, groups, groups_per_shard)):
-        with ShardWriter(directory, index, recipe_id(recipe)) as writer:
-            for anchor in range(first, min(first + groups_per_shard, groups)):
-                images = [banded_jpeg(view, views, size) if banded else jpeg(rng, size) for view in range(views)]
-                if broken_positives:
-                    images[1:] = [BROKEN_VIEW] * (views - 1)
-                problem = damage.get(anchor)
-                if problem == "not-jpeg":
-                    images[-1] = b"GIF89a"
-                elif problem == "undecodable":
-                    images[-1] = BROKEN_VIEW
-                elif problem == "missing-view":
-                    images = images[:-1]
-                latents = rng.standard_normal((views, LATENT_DIM)).astype(np.float32) if views > 1 else None
-                writer.add(Group(anchor=anchor, views=images, latents=latents,
-                                 label=anchor % len(classes) if classes else None, meta={"anchor": anchor}))
-            records.append(writer.commit())
-    write_manifest(directory, complete_manifest(recipe, records, ["test"]))
+    members = []
+    for anchor in range(groups):
+        images = [banded_jpeg(view, views, size) if banded else jpeg(rng, size) for view in range(views)]
+        if broken_positives:
+            images[1:] = [BROKEN_VIEW] * (views - 1)
+        problem = damage.get(anchor)
+        if problem == "not-jpeg":
+            images[-1] = b"GIF89a"
+        elif problem == "undecodable":
+            images[-1] = BROKEN_VIEW
+        elif problem == "missing-view":
+            images = images[:-1]
+        latents = rng.standard_normal((views, LATENT_DIM)).astype(np.float32) if views > 1 else None
+        members.append(Group(anchor=anchor, views=images, latents=latents,
+                             label=anchor % len(classes) if classes else None, meta={"anchor": anchor}))
+    write_groups(directory, members, recipe)
     return str(directory)
 
 

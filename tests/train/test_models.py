@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from train.models import ModelConfigError, build_model
+from common.errors import UserError
+from train.losses import contrastive_loss
+from train.models import BACKBONES, ModelConfigError, build_encoder, build_model
 
 
 def last_feature_map_size(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
@@ -47,10 +49,68 @@ def test_resnet50_features_and_projection_head() -> None:
     assert [type(layer) for layer in model.projector] == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
 
 
+def parameter_count(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def weight_shapes(module: nn.Module) -> dict[str, torch.Size]:
+    return {key: value.shape for key, value in module.state_dict().items()}
+
+
+def test_convnet_small_has_the_miniature_size_and_shapes() -> None:
+    model = build_model("convnet-small", small_images=True, projection_dim=64)
+    images = torch.randn(2, 3, 32, 32)
+
+    assert model.feature_dim == 256
+    assert model.encoder(images).shape == (2, 256)
+    assert model(images).shape == (2, 64)
+    assert 380_000 <= parameter_count(model.encoder) <= 400_000
+    head = 256 * 256 + 2 * 256 + 256 * 64 + 64  # Linear without bias, BN, Linear: 256-256-64
+    assert parameter_count(model) == parameter_count(model.encoder) + head
+
+
+def test_convnet_small_is_the_same_network_for_either_small_images_value() -> None:
+    small, _ = build_encoder("convnet-small", small_images=True)
+    large, _ = build_encoder("convnet-small", small_images=False)
+
+    assert weight_shapes(small) == weight_shapes(large)
+    assert large(torch.randn(2, 3, 96, 96)).shape == (2, 256)  # pooling makes any size fit
+
+
+def test_convnet_small_trains_a_step() -> None:
+    torch.manual_seed(0)
+    model = build_model("convnet-small", small_images=True, projection_dim=64)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    views = torch.randn(8, 3, 32, 32)
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+
+    loss = contrastive_loss(model(views), torch.arange(4).repeat(2), temperature=0.2)
+    loss.backward()
+    optimizer.step()
+
+    assert torch.isfinite(loss)
+    assert all(parameter.grad is not None and torch.isfinite(parameter.grad).all()
+               for parameter in model.parameters())
+    assert all(not torch.equal(old, new) for old, new in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("small_images", [True, False])
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_every_backbone_builds_on_the_meta_device(backbone: str, small_images: bool) -> None:
+    with torch.device("meta"):  # as the evaluator builds them to compare weight shapes
+        encoder, feature_dim = build_encoder(backbone, small_images)
+    real, real_feature_dim = build_encoder(backbone, small_images)
+
+    assert all(parameter.is_meta for parameter in encoder.parameters())
+    assert feature_dim == real_feature_dim
+    assert weight_shapes(encoder) == weight_shapes(real)
+
+
 def test_unknown_backbone_names_the_choices() -> None:
-    with pytest.raises(ModelConfigError, match="Unknown backbone 'vit'; choose one of resnet18, resnet50."):
+    with pytest.raises(ModelConfigError,
+                       match="Unknown backbone 'vit'; choose one of resnet18, resnet50, convnet-small."):
         build_model("vit", small_images=True)
-    assert issubclass(ModelConfigError, ValueError)
+    assert issubclass(ModelConfigError, UserError)  # what every command line reports in one sentence
 
 
 def test_projection_dimension_must_be_positive() -> None:

@@ -1,0 +1,80 @@
+"""What a generator is: the protocol, the options every factory receives, and the checks on both.
+
+A generator exposes ``latent_dim``, ``num_classes`` (0 when unconditional), ``resolution`` and is
+called as ``generator(latents, classes)`` with float32 latents [N, latent_dim] and int64 class
+indices [N] (None when unconditional) on its device, returning uint8 images [N, 3, H, W].
+It may also expose ``class_names`` (one per class), ``weights_sha256`` (recorded in the manifest)
+and ``device``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+
+from common.errors import UserError
+
+
+class Generator(Protocol):
+    latent_dim: int
+    num_classes: int
+    resolution: int
+
+    def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor: ...
+
+
+class GeneratorError(UserError):
+    """A generator cannot be made or used (unknown name, missing weights, bad output)."""
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """What ``python -m generate`` passes to every factory, built-in or plug-in."""
+
+    weights: Path | None
+    device: torch.device
+    truncation: float
+    resolution: int | None = None  # the image size asked for; generators that render at any size use it
+
+
+Factory = Callable[[GeneratorOptions], Generator]
+
+
+def refuse_weights(name: str, options: GeneratorOptions) -> None:
+    """For generators that take no weights: a ``--weights`` given to them is a mistake, not a no-op."""
+    if options.weights is not None:
+        raise GeneratorError(f"The {name} generator takes no weights, but --weights {options.weights} "
+                             "was given.")
+
+
+def check_generator(generator: Any, name: str) -> None:
+    """Refuse, in one sentence, an object that does not declare what the protocol asks."""
+    minimums = {"latent_dim": 1, "num_classes": 0, "resolution": 1}
+    for field, minimum in minimums.items():
+        value = getattr(generator, field, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise GeneratorError(f"Generator {name!r} must have an integer {field} of at least {minimum}, "
+                                 f"not {value!r}.")
+    if not callable(generator):
+        raise GeneratorError(f"Generator {name!r} made a {type(generator).__name__}, which is not callable.")
+    names = getattr(generator, "class_names", None)
+    if names is not None and (not isinstance(names, (list, tuple)) or len(names) != generator.num_classes
+                              or not all(isinstance(item, str) for item in names)):
+        raise GeneratorError(f"Generator {name!r} must have class_names as a list of "
+                             f"{generator.num_classes} strings.")
+    sha = getattr(generator, "weights_sha256", None)
+    if sha is not None and not isinstance(sha, str):
+        raise GeneratorError(f"Generator {name!r} must have weights_sha256 as a string or None.")
+
+
+def check_images(images: Any, count: int) -> None:
+    """Refuse generator output that is not ``count`` uint8 images [count, 3, H, W] holding data."""
+    if (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4
+            and tuple(images.shape[:2]) == (count, 3) and min(images.shape[2:]) >= 1 and not images.is_meta):
+        return
+    found = (f"{images.dtype} {list(images.shape)}{' on the meta device' if images.is_meta else ''}"
+             if isinstance(images, torch.Tensor) else type(images).__name__)
+    raise GeneratorError(f"The generator returned {found}; it must return uint8 images [{count}, 3, H, W].")
