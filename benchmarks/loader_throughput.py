@@ -37,7 +37,8 @@ from torchvision.transforms import v2
 from shards import ShardSet, open_set
 from train.augment import (BLUR_P, BLUR_SIGMA, GRAYSCALE_P, JITTER, JITTER_P, AugmentConfig, ViewAugment,
                            blur_kernel_size)
-from train.data import DataSource, build_loader
+from train.data import build_loader
+from train.sources import DataSource
 
 VIEWS = 2
 

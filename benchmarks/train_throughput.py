@@ -21,7 +21,8 @@ from typing import Callable, Iterable
 import torch
 
 from train.augment import AugmentConfig
-from train.data import Batch, build_loader, open_sources
+from train.data import Batch, build_loader
+from train.sources import open_sources
 from train.main import training_step
 from train.models import build_model
 from train.optim import build_optimizer

@@ -103,25 +103,13 @@ class ShardSet:
     def parse(self, sample: dict[str, Any]) -> Group:
         return parse_sample(sample, self.views, self.latent_dim, self.num_classes)
 
-    def pipeline(self, urls: list[str] | None = None, *, shuffle_seed: int | None = None,
-                 split_by_node: bool = True, split_by_worker: bool = True,
-                 handler: ErrorHandler = wds.reraise_exception) -> wds.DataPipeline:
-        """Groups of the given shards (all by default), as an iterable of checked ``Group``.
-
-        ``shuffle_seed`` shuffles the shard order anew each pass (seed + pass number), the same on
-        every rank, before the node split. ``handler`` decides about a broken tar or sample:
-        ``wds.reraise_exception`` stops, a handler returning True skips it.
-        """
-        stages: list[Any] = [wds.SimpleShardList(urls if urls is not None else self.urls)]
-        if shuffle_seed is not None:
-            stages.append(wds.detshuffle(bufsize=10**6, initial=10**6, seed=shuffle_seed))
-        if split_by_node:
-            stages.append(wds.split_by_node)
-        if split_by_worker:
-            stages.append(wds.split_by_worker)
-        stages.append(wds.tarfile_to_samples(handler=handler))
-        stages.append(wds.map(self.parse, handler=handler))
-        return wds.DataPipeline(*stages)
+    def pipeline(self, urls: list[str], handler: ErrorHandler = wds.reraise_exception) -> wds.DataPipeline:
+        """The groups of the given shards, in this process (callers split shards over ranks and
+        workers themselves, by shard index), as an iterable of checked ``Group``. ``handler``
+        decides about a broken tar or sample: ``wds.reraise_exception`` stops, a handler returning
+        True skips it."""
+        return wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=handler),
+                                wds.map(self.parse, handler=handler))
 
     def shard_groups(self, index: int) -> Iterator[Group]:
         """The groups of shard ``index``, in this process alone; raises CorruptSampleError with one
@@ -130,7 +118,7 @@ class ShardSet:
         hint = f"python -m shards verify {self.location} names every damaged shard"
         expected = iter(range(row["first_anchor"], row["last_anchor"] + 1))
         try:
-            for group in self.pipeline([url], split_by_node=False, split_by_worker=False):
+            for group in self.pipeline([url]):
                 anchor = next(expected, None)
                 if group.anchor != anchor:
                     place = f"anchor {anchor}" if anchor is not None else "the end of the shard"

@@ -9,13 +9,9 @@ import click
 import yaml
 
 from train.models import BACKBONES
+from train.optim import OPTIMIZERS
 
 METHODS = ("simclr", "supcon", "multipos")
-OPTIMIZER_DEFAULTS = {  # base learning rate (per 256 images) and weight decay
-    "sgd": (0.05, 1e-4),
-    "lars": (0.3, 1e-6),
-    "adamw": (1e-3, 0.05),
-}
 # Options that may change between a run and its --resume without changing what is trained.
 OPERATIONAL = frozenset({"config", "resume", "workers", "log_every", "save_every", "out",
                          "progress", "skip_corrupt"})
@@ -69,7 +65,7 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Softmax temperature of the contrastive loss."),
         click.option("--batch-size", type=click.IntRange(1), default=256, help="Samples per rank per step."),
         click.option("--epochs", type=click.IntRange(1), default=100, help="Training epochs."),
-        click.option("--optimizer", type=click.Choice(sorted(OPTIMIZER_DEFAULTS)), default="sgd",
+        click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd",
                      help="SGD with momentum, LARS or AdamW."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Base learning rate per 256 images, scaled by the global batch [default: per optimizer]."),
@@ -104,7 +100,7 @@ def resolve(params: dict[str, Any], image_size: int) -> dict[str, Any]:
     config["config"] = str(config["config"]) if config["config"] else None
     config["out"] = str(config["out"])
     config["data"] = list(config["data"])
-    base_lr, weight_decay = OPTIMIZER_DEFAULTS[config["optimizer"]]
+    base_lr, weight_decay = OPTIMIZERS[config["optimizer"]]
     config["lr"] = config["lr"] if config["lr"] is not None else base_lr
     config["weight_decay"] = (config["weight_decay"] if config["weight_decay"] is not None
                               else weight_decay)

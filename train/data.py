@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 import random
-import re
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Sequence
 
@@ -31,10 +29,10 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from common.errors import UserError
-from shards import CorruptSampleError, Group, ShardSet, ShardSetError, open_set
+from shards import CorruptSampleError, Group, ShardSetError
 from shards.reader import decode_group_view
 from train.augment import AugmentConfig, ViewAugment
+from train.sources import DataConfigError, DataSource, steps_per_epoch
 
 GROUP_ID_STRIDE = 10**10  # anchors have 10 digits, so set_index * stride + anchor never collides
 UNLABELLED = -1
@@ -43,25 +41,6 @@ UNLABELLED = -1
 BUFFER_SHARE = 8
 BUFFER_BATCHES = 4
 MAX_EMPTY_READS = 64  # shard reads in a row without one readable group: the set is unreadable
-
-_BARE_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*$")  # "scheme://host": a trailing ":80" is its port
-
-
-class DataConfigError(UserError):
-    """The data options cannot make a training stream; the message is one sentence for the user."""
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """One shard set of the training mix and its sampling weight."""
-
-    shard_set: ShardSet
-    weight: float = 1.0
-
-    @property
-    def location(self) -> str:
-        return self.shard_set.location
-
 
 class Batch(NamedTuple):
     images: torch.Tensor  # uint8 [B, M, 3, S, S]; the loop normalises with train.augment.normalize
@@ -75,60 +54,6 @@ class StreamFailure:
     """A worker stopped on corrupt data; travels in-band so the message reaches the loop intact."""
 
     message: str
-
-
-def parse_data_spec(text: str) -> tuple[str, float]:
-    """``location[:weight]`` -> (location, weight). Only a trailing ``:<number>`` is a weight, so
-    URLs keep their colons (``http://host:8080`` is a port, not a weight)."""
-    location, _, tail = text.rpartition(":")
-    try:
-        weight = float(tail)
-    except ValueError:
-        location, weight = text, 1.0
-    if _BARE_HOST.match(location) and tail.isdigit():
-        location, weight = text, 1.0
-    if not location:
-        raise DataConfigError(f"--data {text!r} names no shard set.")
-    if not (math.isfinite(weight) and weight > 0):
-        raise DataConfigError(f"--data {text!r}: the weight after ':' must be a positive number.")
-    return location, weight
-
-
-def open_sources(specs: Sequence[str]) -> list[DataSource]:
-    """Open every ``location[:weight]`` (raises ShardSetError or DataConfigError with one sentence)."""
-    if not specs:
-        raise DataConfigError("Give at least one shard set to train on.")
-    sources = []
-    for spec in specs:
-        location, weight = parse_data_spec(spec)
-        sources.append(DataSource(open_set(location), weight))
-    return sources
-
-
-def check_shared_classes(sources: Sequence[DataSource]) -> list[str]:
-    """The one class list of sets mixed for label-supervised training; refuses anything else."""
-    for source in sources:
-        if source.shard_set.num_classes == 0:
-            raise DataConfigError(f"{source.location} has no class labels, so it cannot be used "
-                                  "for label-supervised training.")
-    classes = sources[0].shard_set.class_names
-    for source in sources[1:]:
-        if source.shard_set.class_names != classes:
-            raise DataConfigError(f"{sources[0].location} and {source.location} have different class "
-                                  "lists; sets mixed for label-supervised training must share one.")
-    return classes
-
-
-def steps_per_epoch(sources: Sequence[DataSource], batch_size: int, world_size: int) -> int:
-    """Batches per rank per epoch; an epoch is one pass's worth of groups (the sum over all sets),
-    whatever the weights: floor(total groups / (batch_size * world_size)), the same on every rank."""
-    global_batch = batch_size * world_size
-    for source in sources:
-        if source.shard_set.groups < global_batch:
-            raise DataConfigError(f"The batch is larger than the data: {source.location} has "
-                                  f"{source.shard_set.groups} groups, fewer than {batch_size} per "
-                                  f"process x {world_size} processes.")
-    return sum(source.shard_set.groups for source in sources) // global_batch
 
 
 def choose_views(views_in_group: int, views: int, rng: np.random.Generator) -> list[int]:
@@ -251,8 +176,7 @@ class TrainStream(IterableDataset):
                                       rank=self.rank, world_size=self.world_size, worker=worker,
                                       num_workers=num_workers):
             handler = functools.partial(self.policy.handle, url=urls[shard])
-            groups = shard_set.pipeline(urls=[urls[shard]], split_by_node=False, split_by_worker=False,
-                                        handler=handler)
+            groups = shard_set.pipeline([urls[shard]], handler=handler)
             empty_reads += 1
             for group in groups:
                 empty_reads = 0

@@ -34,7 +34,8 @@ from train import distributed
 from train.augment import AugmentConfig, normalize
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.config import resolve, training_options, training_recipe
-from train.data import Batch, build_loader, check_shared_classes, open_sources, steps_per_epoch
+from train.data import Batch, build_loader
+from train.sources import check_shared_classes, open_sources, steps_per_epoch
 from train.losses import distributed_contrastive_loss
 from train.models import build_model
 from train.optim import build_optimizer, lr_at, scaled_lr, set_lr

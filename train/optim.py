@@ -10,7 +10,12 @@ from torch import nn
 
 from common.errors import UserError
 
-OPTIMIZERS = ("sgd", "lars", "adamw")
+# Every optimizer, once: its base learning rate (per 256 images) and weight decay.
+OPTIMIZERS = {
+    "sgd": (0.05, 1e-4),
+    "lars": (0.3, 1e-6),
+    "adamw": (1e-3, 0.05),
+}
 
 
 class OptimizerConfigError(UserError):

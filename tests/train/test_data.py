@@ -17,8 +17,9 @@ from PIL import Image
 from shards import CorruptSampleError, Group, open_set
 from tests.shards.helpers import write_set as write_groups
 from train.augment import AugmentConfig
-from train.data import (GROUP_ID_STRIDE, DataConfigError, DataSource, build_loader, check_shared_classes,
-                        choose_views, parse_data_spec, shard_reads, steps_per_epoch, view_rng)
+from train.data import GROUP_ID_STRIDE, build_loader, choose_views, shard_reads, view_rng
+from train.sources import (DataConfigError, DataSource, check_shared_classes, parse_data_spec,
+                           steps_per_epoch)
 
 WORKER = Path(__file__).with_name("uneven_worker.py")
 TINY = AugmentConfig(crop_size=8)

@@ -16,7 +16,8 @@ import torch.distributed as dist
 
 from shards import open_set
 from train.augment import AugmentConfig
-from train.data import DataSource, build_loader
+from train.data import build_loader
+from train.sources import DataSource
 
 BATCH_SIZE = 4
 EPOCHS = 2
