@@ -86,6 +86,8 @@ def recorded_command(argv: list[str]) -> list[str]:
               help="Positives: z + sigma*noise, a fresh z of the same class, or none (K=1).")
 @click.option("--sigma", type=float, default=0.2,
               help="Std of the truncated-normal noise added to the anchor latent (gaussian views).")
+@click.option("--preserve-norm/--no-preserve-norm", default=False,
+              help="Gaussian views as (z + sigma*noise) / sqrt(1 + sigma^2), on the prior's shell.")
 @click.option("--truncation", type=float, default=1.0,
               help="Latents are truncated normals in [-2, 2] scaled by this (BigGAN truncation trick).")
 @click.option("--classes", default=None,
@@ -106,13 +108,13 @@ def recorded_command(argv: list[str]) -> list[str]:
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @reports_errors
 def main(generator: str, weights: Path | None, n_anchors: int, views: int | None, view_method: str,
-         sigma: float, truncation: float, classes: str | None, seed: int, image_size: int | None,
+         sigma: float, preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
          quality: int, groups_per_shard: int, batch_size: int, device: str, out: Path,
          shard_index: int, num_shards: int, progress: bool) -> None:
     """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""
     partition = choose_partition(shard_index, num_shards)
     view_spec = ViewSpec(method=view_method, views=views or (1 if view_method == "none" else 4),
-                         sigma=sigma, truncation=truncation)
+                         sigma=sigma, truncation=truncation, preserve_norm=preserve_norm)
     view_spec.check(conditional=True)  # settings errors before any weights are loaded
     torch_device = choose_device(device)
     model = make_generator(generator, GeneratorOptions(weights=weights, device=torch_device,

@@ -6,6 +6,7 @@ regenerated alone and a crashed job resumes without holes or duplicates.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,9 @@ class ViewSpec:
     views: int
     sigma: float
     truncation: float
+    # Gaussian views scaled back by 1/sqrt(1 + sigma^2), so that they stay on the prior's shell
+    # instead of drifting outwards as sigma grows.
+    preserve_norm: bool = False
 
     def check(self, conditional: bool) -> None:
         if self.method not in VIEW_METHODS:
@@ -39,15 +43,19 @@ class ViewSpec:
         if self.method != "none" and self.views < 2:
             raise ViewConfigError(f"--view-method {self.method} needs --views 2 or more "
                                   "(the anchor plus at least one positive).")
-        if self.sigma < 0:
-            raise ViewConfigError("--sigma must be 0 or more.")
-        if self.truncation <= 0:
-            raise ViewConfigError("--truncation must be above 0.")
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise ViewConfigError(f"--sigma must be a finite number of 0 or more, not {self.sigma}.")
+        if not (math.isfinite(self.truncation) and self.truncation > 0):
+            raise ViewConfigError(f"--truncation must be a finite number above 0, not {self.truncation}.")
+        if self.preserve_norm and self.method != "gaussian":
+            raise ViewConfigError("--preserve-norm rescales gaussian views; it needs --view-method gaussian.")
         if self.method == "independent" and not conditional:
             raise ViewConfigError("--view-method independent draws a fresh latent of the same "
                                   "class, so it needs a class-conditional generator.")
 
     def as_manifest(self) -> dict[str, object]:
+        if self.method == "gaussian" and self.preserve_norm:
+            return {"name": "gaussian", "sigma": self.sigma, "preserve_norm": True}
         if self.method == "gaussian":
             return {"name": "gaussian", "sigma": self.sigma}
         return {"name": self.method}
@@ -78,7 +86,8 @@ def sample_latents(seed: int, anchor: int, latent_dim: int, spec: ViewSpec) -> n
     rows = [anchor_latent]
     for _ in range(spec.views - 1):
         if spec.method == "gaussian":
-            rows.append(anchor_latent + spec.sigma * truncated_normal(rng, latent_dim))
+            view = anchor_latent + spec.sigma * truncated_normal(rng, latent_dim)
+            rows.append(view / math.sqrt(1.0 + spec.sigma ** 2) if spec.preserve_norm else view)
         else:  # independent: a fresh latent; the class is shared by the caller
             rows.append(spec.truncation * truncated_normal(rng, latent_dim))
     return np.stack(rows).astype(np.float32)

@@ -70,6 +70,22 @@ def test_latents_views_and_classes_follow_the_recipe(tmp_path):
     assert [row["groups"] for row in manifest["shards"]] == [40]
 
 
+def test_norm_preserving_views_stay_on_the_prior_shell_and_are_recorded(tmp_path):
+    generate(tmp_path / "set", "--generator", CONDITIONAL, "--n-anchors", 64, "--views", 3,
+             "--sigma", 1.0, "--preserve-norm", "--seed", 4)
+    shard_set = open_set(str(tmp_path / "set"))
+    assert shard_set.manifest["view_method"] == {"name": "gaussian", "sigma": 1.0, "preserve_norm": True}
+    latents = np.stack([group.latents for group in shard_set])  # [groups, views, 16]
+    spec = ViewSpec(method="gaussian", views=3, sigma=1.0, truncation=1.0, preserve_norm=True)
+    np.testing.assert_array_equal(latents[5], sample_latents(4, 5, 16, spec))
+    plain = np.stack([sample_latents(4, anchor, 16, ViewSpec("gaussian", 3, 1.0, 1.0)) for anchor in range(64)])
+    np.testing.assert_array_equal(latents[:, 0], plain[:, 0])  # the anchor itself is untouched
+    norms = np.linalg.norm(latents, axis=-1).mean(axis=0)
+    plain_norms = np.linalg.norm(plain, axis=-1).mean(axis=0)
+    assert abs(norms[1] / norms[0] - 1) < 0.1  # the views keep the anchors' norm ...
+    assert plain_norms[1] / plain_norms[0] > 1.3  # ... where plain views at sigma 1 drift outwards
+
+
 def test_unconditional_generator_writes_no_classes(tmp_path):
     generate(tmp_path / "set", "--generator", UNCONDITIONAL, "--n-anchors", 5, "--views", 2)
     shard_set = open_set(str(tmp_path / "set"))
@@ -167,6 +183,8 @@ BAD_INPUT = {
     "fractional count": (["--n-anchors", "1.2345k"], "positive whole count"),
     "one view with gaussian": (["--views", "1"], "--views 2 or more"),
     "negative sigma": (["--sigma", "-0.1"], "--sigma"),
+    "sigma nan": (["--sigma", "nan"], "--sigma must be a finite"),
+    "truncation inf": (["--truncation", "inf"], "--truncation must be a finite"),
     "classes out of range": (["--generator", CONDITIONAL, "--classes", "2,9"], "outside"),
     "classes on unconditional": (["--generator", UNCONDITIONAL, "--classes", "1"], "unconditional"),
     "independent on unconditional": (["--generator", UNCONDITIONAL, "--view-method", "independent"],
@@ -204,6 +222,12 @@ def test_bad_input_gets_one_sentence(tmp_path, case):
     output = refuse(*[item for pair in settings.items() for item in pair], "--out", tmp_path / "set")
     assert fragment in output
     assert not (tmp_path / "set").exists() or os.listdir(tmp_path / "set") == []
+
+
+def test_preserve_norm_without_gaussian_views_is_refused(tmp_path):
+    output = refuse("--n-anchors", 4, "--generator", CONDITIONAL, "--view-method", "independent",
+                    "--preserve-norm", "--out", tmp_path / "set")
+    assert "--preserve-norm rescales gaussian views" in output and not (tmp_path / "set").exists()
 
 
 def test_bad_input_from_a_shell_prints_one_line_and_no_traceback(tmp_path):
