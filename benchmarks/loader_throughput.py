@@ -1,7 +1,7 @@
 """Training input images/s: a shard set through train.data against torchvision's ImageFolder.
 
 Both read the same JPEGs (the ImageFolder holds the set's anchor views, byte for byte), decode one
-per sample and make two augmented views of it with the same recipe, worker count and batch size:
+per sample and make --views (2) augmented views of it with the same recipe, worker count and batch size:
 a K = 1 set, the SimCLR case. The ImageFolder runs either torchvision's own transforms (on PIL, the
 usual set-up, or on tensors) or train.augment's, which the shard loader uses; the last comparison
 isolates the storage format. images/s counts augmented views delivered to the loop; CPU ms/image
@@ -9,7 +9,14 @@ is the CPU time of the loop process and its workers per view, which other jobs o
 barely change. Each is the best of --rounds rounds, the pipelines taking turns. Without --data it
 renders a K = 1 set of 128-px images with the embedded generator first.
 
+``--shards-only --data SET --data SET ...`` compares shard sets with each other instead (e.g. a
+1-view and a 4-view set of the same images): the shard loader alone on each, the sets taking
+turns, with CPU ms per delivered view, per decoded view (a K-view set decodes min(K, M) JPEGs per
+sample for M = --views views, a 1-view set one) and per group, each also as a ratio to the first
+set. With --views 1 every set decodes and augments one view per sample, so what differs is reading.
+
     python -m benchmarks.loader_throughput [--data SET] [--groups 1000] [--workers N] [--epochs 3]
+    python -m benchmarks.loader_throughput --shards-only --data SET1 --data SET4 [--crop-size 32]
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from train.augment import (BLUR_P, BLUR_SIGMA, GRAYSCALE_P, JITTER, JITTER_P, Au
 from train.data import build_loader
 from train.sources import DataSource
 
-VIEWS = 2
+VIEWS = 2  # augmented views per sample, unless --views says otherwise
 
 
 def render_set(folder: Path, groups: int) -> str:
@@ -73,13 +80,14 @@ def read_tensor(path: str) -> torch.Tensor:
 
 
 class AugmentedViews:
-    """The ImageFolder transform: VIEWS augmentations of one decoded image, as uint8 [VIEWS, 3, S, S]."""
+    """The ImageFolder transform: M augmentations of one decoded image, as uint8 [M, 3, S, S]."""
 
-    def __init__(self, augment: Callable[[Any], Any]):
+    def __init__(self, augment: Callable[[Any], Any], views: int = VIEWS):
         self.augment = augment
+        self.views = views
 
     def __call__(self, image: Any) -> torch.Tensor:
-        views = [self.augment(image) for _ in range(VIEWS)]
+        views = [self.augment(image) for _ in range(self.views)]
         return torch.stack([F.pil_to_tensor(view) if not isinstance(view, torch.Tensor) else view
                             for view in views])
 
@@ -110,38 +118,77 @@ def measure(make_epochs: Callable[[], Callable[[int], Iterable]], epochs: int) -
 
 def image_folder_epochs(folder: Path, loader: Callable[[str], Any] | None, augment: Callable,
                         args: argparse.Namespace) -> Callable[[int], Iterable]:
-    dataset = ImageFolder(str(folder), transform=AugmentedViews(augment),
+    dataset = ImageFolder(str(folder), transform=AugmentedViews(augment, args.views),
                           **({"loader": loader} if loader else {}))
     batches = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                          num_workers=args.workers, persistent_workers=args.workers > 0)
     return lambda epoch: batches
 
 
+def shard_epochs(shard_set: ShardSet, config: AugmentConfig,
+                 args: argparse.Namespace) -> Callable[[], Callable[[int], Iterable]]:
+    return lambda: build_loader([DataSource(shard_set)], batch_size=args.batch_size, views=args.views, augment=config,
+                                num_workers=args.workers, seed=0).epoch
+
+
+def compare_sets(args: argparse.Namespace) -> None:
+    """The shard loader alone on each set, the sets taking turns; figures per view and per group."""
+    config = AugmentConfig(crop_size=args.crop_size)
+    sets = [open_set(location) for location in args.data]
+    best: dict[int, Measurement] = {}
+    for _ in range(args.rounds):
+        for index, shard_set in enumerate(sets):
+            found = measure(shard_epochs(shard_set, config, args), args.epochs)
+            best[index] = Measurement(max(found.images_per_second, best.get(index, found).images_per_second),
+                                      min(found.cpu_ms_per_image, best.get(index, found).cpu_ms_per_image))
+    print(f"{args.views} views per sample cropped to {args.crop_size} px; batch {args.batch_size}; {args.workers} "
+          f"workers; {args.epochs} timed epochs, best of {args.rounds} rounds")
+    print(f"{'set':<34}{'K':>3}{'images/s':>10}{'CPU ms/view':>13}{'ratio':>7}{'ms/decoded':>12}{'ratio':>7}"
+          f"{'ms/group':>10}{'ratio':>7}")
+    first = None
+    for index, shard_set in enumerate(sets):
+        found = best[index]
+        decoded = min(shard_set.views, args.views)
+        figures = (found.cpu_ms_per_image, found.cpu_ms_per_image * args.views / decoded,
+                   found.cpu_ms_per_image * args.views)
+        first = first or figures
+        print(f"{shard_set.location[-34:]:<34}{shard_set.views:>3}{found.images_per_second:>10.0f}"
+              + "".join(f"{value:>{width}.3f}{value / base:>6.2f}x"
+                        for value, base, width in zip(figures, first, (13, 12, 10))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="shard set to read (default: render a K = 1 set)")
+    parser.add_argument("--data", action="append",
+                        help="shard set to read (default: render a K = 1 set); repeat with --shards-only")
+    parser.add_argument("--shards-only", action="store_true",
+                        help="compare the given shard sets with each other, without ImageFolder")
     parser.add_argument("--groups", type=int, default=1000, help="groups to render without --data")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--crop-size", type=int, default=AugmentConfig().crop_size)
+    parser.add_argument("--views", type=int, default=VIEWS, help="augmented views per sample (M)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     parser.add_argument("--rounds", type=int, default=2, help="measure every pipeline this many times")
     args = parser.parse_args()
+    if args.shards_only:
+        if not args.data:
+            parser.error("--shards-only compares the sets given with --data")
+        compare_sets(args)
+        return
+    if args.data and len(args.data) > 1:
+        parser.error("give one --data (several only with --shards-only)")
 
     with tempfile.TemporaryDirectory() as scratch:
-        location = args.data or render_set(Path(scratch) / "set", args.groups)
+        location = args.data[0] if args.data else render_set(Path(scratch) / "set", args.groups)
         shard_set = open_set(location)
         folder = Path(scratch) / "imagefolder"
         export_anchors(shard_set, folder)
         config = AugmentConfig(crop_size=args.crop_size)
         recipe = torchvision_recipe(config)
 
-        def shard_epochs() -> Callable[[int], Iterable]:
-            return build_loader([DataSource(shard_set)], batch_size=args.batch_size, views=VIEWS,
-                                augment=config, num_workers=args.workers, seed=0).epoch
-
         pipelines = {
-            "shard set, train.data": shard_epochs,
+            "shard set, train.data": shard_epochs(shard_set, config, args),
             "ImageFolder, torchvision on PIL": lambda: image_folder_epochs(folder, None, recipe, args),
             "ImageFolder, torchvision on tensors": lambda: image_folder_epochs(folder, read_tensor, recipe, args),
             "ImageFolder, train.augment": lambda: image_folder_epochs(folder, read_tensor, ViewAugment(config),
@@ -154,7 +201,7 @@ def main() -> None:
                 best[name] = Measurement(max(found.images_per_second, best.get(name, found).images_per_second),
                                          min(found.cpu_ms_per_image, best.get(name, found).cpu_ms_per_image))
 
-    print(f"{shard_set.groups} groups x {shard_set.views} views of {shard_set.image_size} px; {VIEWS} views per "
+    print(f"{shard_set.groups} groups x {shard_set.views} views of {shard_set.image_size} px; {args.views} views per "
           f"sample cropped to {args.crop_size} px; batch {args.batch_size}; {args.workers} workers; "
           f"{args.epochs} timed epochs, best of {args.rounds} rounds")
     if shard_set.views > 1:

@@ -40,7 +40,10 @@ def evaluation_options(train_help: str) -> Callable[[Callable[..., Any]], Callab
         click.option("--val", "val_location", required=True, metavar="SET",
                      help="Labelled shard set the reported accuracy is measured on."),
         click.option("--out", type=click.Path(path_type=Path), default=None,
-                     help="Folder for results.json and cached features [default: CHECKPOINT's folder/eval/METRIC]."),
+                     help="Folder for results.json [default: CHECKPOINT's folder/eval/METRIC]; features are "
+                          "cached in CHECKPOINT's folder/eval/features whatever --out says."),
+        click.option("--progress/--no-progress", default=True,
+                     help="Show a progress bar on stderr while features are extracted."),
     ]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,7 +55,7 @@ def evaluation_options(train_help: str) -> Callable[[Callable[..., Any]], Callab
 
 
 def prepare(checkpoint: Path, train_location: str, val_location: str, out: Path | None,
-            metric: str) -> Inputs:
+            metric: str, progress: bool = True) -> Inputs:
     """The frozen encoder, both sets checked against it and each other, and their features."""
     encoder = load_frozen_encoder(checkpoint)
     train_set = open_labelled_set(train_location, encoder)
@@ -61,8 +64,8 @@ def prepare(checkpoint: Path, train_location: str, val_location: str, out: Path 
     out = out if out is not None else checkpoint.parent / "eval" / metric
     # One cache for every metric: its file names hash the checkpoint, the set and the crop.
     cache = checkpoint.parent / "eval" / "features"
-    train, train_cache = cached_features(encoder, train_set, cache, progress=True)
-    val, val_cache = cached_features(encoder, val_set, cache, progress=True)
+    train, train_cache = cached_features(encoder, train_set, cache, progress=progress)
+    val, val_cache = cached_features(encoder, val_set, cache, progress=progress)
     return Inputs(encoder, train_set, val_set, out, train, val,
                   {"train": train_cache.name, "val": val_cache.name})
 
@@ -112,13 +115,14 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0,
               help="Seed of the held-out split, the low-label draws and the batch order.")
 @reports_errors
-def linear(checkpoint: Path, train_location: str, val_location: str, out: Path | None, holdout: float,
-           labels_per_class: int | None, draws: int | None, epochs: int, batch_size: int, seed: int) -> None:
+def linear(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool,
+           holdout: float, labels_per_class: int | None, draws: int | None, epochs: int, batch_size: int,
+           seed: int) -> None:
     if labels_per_class is None and draws is not None:
         raise EvaluationError("--draws needs --labels-per-class, the number of labelled images of each class in "
                               "a draw.")
     metric = "linear" if labels_per_class is None else low_label_metric(labels_per_class)
-    inputs = prepare(checkpoint, train_location, val_location, out, metric)
+    inputs = prepare(checkpoint, train_location, val_location, out, metric, progress)
     settings = ProbeSettings(epochs=epochs, batch_size=batch_size, holdout=holdout, seed=seed)
     if labels_per_class is None:
         top1, top5, record = evaluate_linear(inputs.train, inputs.val, inputs.train_set.num_classes, settings,
@@ -139,9 +143,9 @@ def linear(checkpoint: Path, train_location: str, val_location: str, out: Path |
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.07,
               help="Temperature T of the vote weights exp(similarity / T).")
 @reports_errors
-def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | None, k: int,
+def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool, k: int,
         temperature: float) -> None:
-    inputs = prepare(checkpoint, train_location, val_location, out, "knn")
+    inputs = prepare(checkpoint, train_location, val_location, out, "knn", progress)
     top1, top5, record = evaluate_knn(inputs.train, inputs.val, inputs.train_set.num_classes, k, temperature,
                                       inputs.encoder.device)
     finish("knn", inputs, top1, top5, record)

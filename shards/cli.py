@@ -17,7 +17,8 @@ from shards.verify import verify_set
 NAMES_SHOWN = 5  # class names and skipped files listed before "and N more"
 
 
-@click.group(help="Inspect, verify, view and ingest genviews shard sets.")
+@click.group(help="Inspect, verify, view and ingest genviews shard sets.",
+             context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def cli() -> None:
     pass
 
@@ -33,9 +34,10 @@ def info(location: str) -> None:
 @cli.command(short_help="Check every shard against the manifest.",
              help="Check every shard of a set against its manifest: size, sha256, groups and samples.")
 @click.argument("location", metavar="SET")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @reports_errors
-def verify(location: str) -> None:
-    report = verify_set(location, progress=True)
+def verify(location: str, progress: bool) -> None:
+    report = verify_set(location, progress=progress)
     for problem in report.problems:
         click.echo(problem.message)
     if not report.intact:
@@ -46,10 +48,10 @@ def verify(location: str) -> None:
 @cli.command(short_help="Draw a contact sheet PNG of some groups.",
              help="Draw a contact sheet PNG: one row per group, the anchor and then its views.")
 @click.argument("location", metavar="SET")
-@click.option("--groups", default=8, show_default=True, help="How many groups (rows) to draw.")
-@click.option("--start", default=0, show_default=True, help="Anchor index of the first group drawn.")
-@click.option("--out", default="sheet.png", show_default=True, help="Where to write the PNG.")
-@click.option("--thumb-size", default=96, show_default=True, help="Side of each thumbnail in pixels.")
+@click.option("--groups", default=8, help="How many groups (rows) to draw.")
+@click.option("--start", default=0, help="Anchor index of the first group drawn.")
+@click.option("--out", default="sheet.png", help="Where to write the PNG.")
+@click.option("--thumb-size", default=96, help="Side of each thumbnail in pixels.")
 @reports_errors
 def show(location: str, groups: int, start: int, out: str, thumb_size: int) -> None:
     written = make_contact_sheet(location, out, groups=groups, start=start, thumb_size=thumb_size)
@@ -63,17 +65,18 @@ def show(location: str, groups: int, start: int, out: str, thumb_size: int) -> N
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--image-size", type=int, required=True,
               help="Side of the square images: the shorter side is scaled to it, then centre-cropped.")
-@click.option("--quality", default=95, show_default=True, help="JPEG quality of the re-encoded images.")
-@click.option("--groups-per-shard", default=1000, show_default=True, help="Images per shard file.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the permutation that mixes classes.")
+@click.option("--quality", default=95, help="JPEG quality of the re-encoded images.")
+@click.option("--groups-per-shard", default=1000, help="Images per shard file.")
+@click.option("--seed", default=0, help="Seed of the permutation that mixes classes.")
 @click.option("--workers", type=int, default=None,
-              help="Threads that decode, resize and encode images (default: CPU count, at most 8).")
+              help="Threads that decode, resize and encode images [default: the CPU count, at most 8].")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars on stderr.")
 @reports_errors
 def ingest(folder: Path, out: Path, image_size: int, quality: int, groups_per_shard: int, seed: int,
-           workers: int | None) -> None:
+           workers: int | None, progress: bool) -> None:
     report = ingest_folder(folder, out, image_size=image_size, quality=quality,
                            groups_per_shard=groups_per_shard, seed=seed, workers=workers,
-                           command=["python", "-m", "shards", *sys.argv[1:]], progress=True)
+                           command=["python", "-m", "shards", *sys.argv[1:]], progress=progress)
     if report.skipped:
         click.echo(f"warning: skipped {len(report.skipped)} files that are not readable images: "
                    f"{listing(report.skipped)}.", err=True)

@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import click
 import yaml
 
+from common.errors import UserError
 from train.models import BACKBONES
-from train.optim import OPTIMIZERS
+from train.optim import OPTIMIZERS, WARMUP_SYNTAX, OptimizerConfigError, Warmup, parse_warmup
 
 METHODS = ("simclr", "supcon", "multipos")
+DEFAULT_EPOCHS = 100
+DEFAULT_WARMUP = "0.05"
 # Options that may change between a run and its --resume without changing what is trained.
 OPERATIONAL = frozenset({"config", "resume", "workers", "log_every", "save_every", "out",
                          "progress", "skip_corrupt"})
+
+
+class OptionsError(UserError):
+    """Options that contradict each other; the message is one sentence."""
+
+
+class WarmupType(click.ParamType):
+    """``--warmup``: a fraction of the run, ``Nsteps`` or ``Nepochs`` (see train.optim.parse_warmup)."""
+
+    name = "FRACTION|Nsteps|Nepochs"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Warmup:
+        if isinstance(value, Warmup):
+            return value
+        try:
+            return parse_warmup(value)
+        except OptimizerConfigError as error:
+            self.fail(str(error), param, ctx)
 
 
 def load_yaml_defaults(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
@@ -55,24 +76,35 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--projection-dim", type=click.IntRange(1), default=128,
                      help="Output size of the projection MLP."),
         click.option("--views", type=click.IntRange(2), default=2,
-                     help="Views per sample: anchor plus M-1 positives (more than 2 for multipos)."),
+                     help="Views per sample M: the anchor and M-1 positives (simclr takes 2, multipos more)."),
         click.option("--crop-size", type=click.IntRange(8), default=None,
-                     help="RandomResizedCrop output size [default: the sets' image size]."),
+                     help="RandomResizedCrop output size [default: the image size of the sets, the smallest "
+                          "if they differ]."),
         click.option("--crop-min-scale", type=click.FloatRange(0.01, 1.0), default=0.2,
                      help="Smallest crop area as a fraction of the image."),
         click.option("--blur/--no-blur", default=False, help="Add Gaussian blur (p=0.5) to the augmentation."),
         click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.1,
                      help="Softmax temperature of the contrastive loss."),
         click.option("--batch-size", type=click.IntRange(1), default=256, help="Samples per rank per step."),
-        click.option("--epochs", type=click.IntRange(1), default=100, help="Training epochs."),
+        click.option("--epochs", type=click.IntRange(1), default=None,
+                     help="Training length in epochs, each the sets' groups divided by the global batch "
+                          f"[default: {DEFAULT_EPOCHS}, unless --steps is given]."),
+        click.option("--steps", type=click.IntRange(0), default=None,
+                     help="Training length in steps, instead of --epochs: whole epochs run and the last one "
+                          "stops at step N, so sets of any size train for the same number of steps (0 saves "
+                          "the initial, untrained encoder: a baseline)."),
         click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd",
                      help="SGD with momentum, LARS or AdamW."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Base learning rate per 256 images, scaled by the global batch [default: per optimizer]."),
+                     help="Peak learning rate per 256 images, scaled by the global batch [default: "
+                          f"{_per_optimizer(0)}]."),
         click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
-                     help="Weight decay, not applied to biases and norms [default: per optimizer]."),
-        click.option("--warmup-epochs", type=click.FloatRange(min=0), default=10,
-                     help="Linear warm-up length before the cosine decay."),
+                     help=f"Weight decay, not applied to biases and norms [default: {_per_optimizer(1)}]."),
+        click.option("--warmup", type=WarmupType(), default=None, metavar="FRACTION|Nsteps|Nepochs",
+                     help=f"Linear warm-up before the cosine decay to 0: {WARMUP_SYNTAX}; it must end "
+                          f"before the run does [default: {DEFAULT_WARMUP}]."),
+        click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None,
+                     help="The same as --warmup Nepochs (kept for older scripts)."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
                      help="bf16 autocast (CUDA only); auto picks bf16 on CUDA and fp32 on CPU."),
         click.option("--channels-last/--no-channels-last", default=True,
@@ -82,11 +114,13 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workers", type=click.IntRange(0), default=4, help="Data-loading processes per rank."),
         click.option("--seed", type=int, default=0, help="Seed for views, augmentations, shuffling and weights."),
         click.option("--save-every", type=click.IntRange(0), default=0,
-                     help="Also keep a checkpoint every N epochs (last.pt is always written)."),
-        click.option("--log-every", type=click.IntRange(1), default=10, help="Steps between metric lines."),
+                     help="Also keep epoch-NNNN.pt every N epochs (0: never); last.pt is written at every "
+                          "epoch's end and at the last step."),
+        click.option("--log-every", type=click.IntRange(1), default=10,
+                     help="Steps between lines of metrics.jsonl (also one at every epoch's end and the last step)."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt."),
         click.option("--skip-corrupt", is_flag=True,
-                     help="Skip and count corrupt samples instead of stopping at the first."),
+                     help="Skip and count corrupt samples and shards instead of stopping at the first."),
         click.option("--progress/--no-progress", default=True, help="Show a progress bar on rank 0."),
     ]
     for option in reversed(options):
@@ -94,9 +128,40 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def resolve(params: dict[str, Any], image_size: int) -> dict[str, Any]:
-    """Fill the defaults that depend on other choices; the result is what the run folder records."""
-    config = dict(params)
+def _per_optimizer(field: int) -> str:
+    return ", ".join(f"{values[field]:g} for {name}" for name, values in OPTIMIZERS.items())
+
+
+# Options that say one thing two ways: one of a pair, or neither (the default applies).
+ALTERNATIVES = (("epochs", "steps"), ("warmup", "warmup_epochs"))
+
+
+def choose_alternatives(params: dict[str, Any], on_command_line: Collection[str]) -> dict[str, Any]:
+    """Where both of a pair are set, the one given on the command line wins over the one from
+    --config; both on the command line (or both in the file) are refused in one sentence."""
+    params = dict(params)
+    for first, second in ALTERNATIVES:
+        if params.get(first) is None or params.get(second) is None:
+            continue
+        given = [name for name in (first, second) if name in on_command_line]
+        if len(given) != 1:
+            where = "on the command line" if given else "in --config"
+            raise OptionsError(f"--{first.replace('_', '-')} and --{second.replace('_', '-')} both set the "
+                               f"{'training length' if first == 'epochs' else 'warm-up'} {where}; give one.")
+        params[second if given == [first] else first] = None
+    return params
+
+
+def resolve(params: dict[str, Any], image_size: int, on_command_line: Collection[str] = ()) -> dict[str, Any]:
+    """Fill the defaults that depend on other choices; the result is what the run folder records
+    (the schedule in steps is added by train/main.py once the world size is known)."""
+    config = choose_alternatives(params, on_command_line)
+    if config["epochs"] is None and config["steps"] is None:
+        config["epochs"] = DEFAULT_EPOCHS
+    warmup_epochs = config.pop("warmup_epochs")
+    warmup = (parse_warmup(f"{warmup_epochs:g}epochs") if warmup_epochs is not None
+              else config["warmup"] if config["warmup"] is not None else parse_warmup(DEFAULT_WARMUP))
+    config["warmup"] = str(warmup)
     config["config"] = str(config["config"]) if config["config"] else None
     config["out"] = str(config["out"])
     config["data"] = list(config["data"])
@@ -114,3 +179,15 @@ def resolve(params: dict[str, Any], image_size: int) -> dict[str, Any]:
 def training_recipe(config: dict[str, Any]) -> dict[str, Any]:
     """The options that decide what is trained: a resumed run must match them."""
     return {key: value for key, value in config.items() if key not in OPERATIONAL}
+
+
+def upgrade_saved_config(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config in today's terms: runs saved before --steps and --warmup existed had
+    ``warmup_epochs`` and no recorded schedule (it is taken as the one this run resolves, which
+    checkpoints of that time computed the same way)."""
+    saved = dict(saved)
+    if "warmup_epochs" in saved and "warmup" not in saved:
+        saved["warmup"] = f"{saved.pop('warmup_epochs'):g}epochs"
+        saved.setdefault("steps", None)
+        saved.setdefault("schedule", wanted.get("schedule"))
+    return saved

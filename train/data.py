@@ -3,8 +3,9 @@
 Each DataLoader worker runs one chain of small stages, webdataset style:
 
     per set: endless shard reads (shuffled per epoch, split over ranks, then workers)
-    -> weighted mix of the sets -> shuffle buffer of encoded groups
-    -> choose views, decode only those, augment each -> batches of uint8 images
+    -> choose views, read only those members (and the class) of each group from the tar
+    -> weighted mix of the sets -> shuffle buffer of encoded views
+    -> decode the chosen views, augment each -> batches of uint8 images
 
 Epoch interface: ``loader = build_loader(...)`` once, then ``for batch in loader.epoch(e)``. Every
 rank gets exactly ``loader.steps_per_epoch`` batches, computed from the manifests alone, because
@@ -29,8 +30,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from shards import CorruptSampleError, Group, ShardSetError
-from shards.reader import decode_group_view
+from shards import CorruptSampleError, ShardSetError
+from shards.reader import ChosenViews, decode_group_view
 from train.augment import AugmentConfig, ViewAugment
 from train.sources import DataConfigError, DataSource, steps_per_epoch
 
@@ -41,6 +42,7 @@ UNLABELLED = -1
 BUFFER_SHARE = 8
 BUFFER_BATCHES = 4
 MAX_EMPTY_READS = 64  # shard reads in a row without one readable group: the set is unreadable
+MIX_DRAWS = 256  # choices of the next group's set drawn at once
 
 class Batch(NamedTuple):
     images: torch.Tensor  # uint8 [B, M, 3, S, S]; the loop normalises with train.augment.normalize
@@ -162,13 +164,14 @@ class TrainStream(IterableDataset):
         return iter(wds.DataPipeline(
             functools.partial(self.mixed_groups, epoch, part, num_workers, rng),
             wds.shuffle(buffer, buffer, rng=random.Random(int(rng.integers(2**63)))),
-            functools.partial(self.samples, epoch),
+            self.samples,
             wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
         ))
 
     def set_groups(self, set_index: int, epoch: int, worker: int,
-                   num_workers: int) -> Iterator[tuple[int, int, Group]]:
-        """(set_index, lap, group) of one set for this worker, endlessly."""
+                   num_workers: int) -> Iterator[tuple[int, ChosenViews]]:
+        """(set_index, group with its chosen views) of one set for this worker, endlessly. Views are
+        chosen as each group is met in the tar, so only their members are read."""
         shard_set = self.sources[set_index].shard_set
         urls = shard_set.urls
         empty_reads = 0
@@ -176,35 +179,37 @@ class TrainStream(IterableDataset):
                                       rank=self.rank, world_size=self.world_size, worker=worker,
                                       num_workers=num_workers):
             handler = functools.partial(self.policy.handle, url=urls[shard])
-            groups = shard_set.pipeline([urls[shard]], handler=handler)
+            choose = functools.partial(self.choose, shard_set.views, epoch, lap, set_index)
             empty_reads += 1
-            for group in groups:
+            for group in shard_set.chosen_views(shard, choose, handler=handler):
                 empty_reads = 0
-                yield set_index, lap, group
+                yield set_index, group
             if empty_reads >= MAX_EMPTY_READS:
                 raise CorruptSampleError(f"{shard_set.location}: {MAX_EMPTY_READS} shard reads in a row "
                                          "gave no readable group.")
 
+    def choose(self, views_in_group: int, epoch: int, lap: int, set_index: int, anchor: int) -> list[int]:
+        return choose_views(views_in_group, self.views, view_rng(self.seed, epoch, lap, set_index, anchor))
+
     def mixed_groups(self, epoch: int, worker: int, num_workers: int,
-                     rng: np.random.Generator) -> Iterator[tuple[int, int, Group]]:
-        """Each next group comes from set i with probability weight_i / sum of weights."""
+                     rng: np.random.Generator) -> Iterator[tuple[int, ChosenViews]]:
+        """Each next group comes from set i with probability weight_i / sum of weights. The draws are
+        made MIX_DRAWS at a time: the same sequence as one by one, at a fraction of the cost."""
         streams = [self.set_groups(index, epoch, worker, num_workers) for index in range(len(self.sources))]
         weights = np.array([source.weight for source in self.sources], dtype=np.float64)
         probabilities = weights / weights.sum()
         while True:
-            yield next(streams[rng.choice(len(streams), p=probabilities)])
+            for index in rng.choice(len(streams), size=MIX_DRAWS, p=probabilities).tolist():
+                yield next(streams[index])
 
-    def samples(self, epoch: int,
-                groups: Iterator[tuple[int, int, Group]]) -> Iterator[tuple[torch.Tensor, int, int]]:
-        for set_index, lap, group in groups:
-            chosen = choose_views(len(group.views), self.views,
-                                  view_rng(self.seed, epoch, lap, set_index, group.anchor))
+    def samples(self, groups: Iterator[tuple[int, ChosenViews]]) -> Iterator[tuple[torch.Tensor, int, int]]:
+        for set_index, group in groups:
             try:
-                decoded = {view: decode_group_view(group, view) for view in set(chosen)}
+                decoded = {view: decode_group_view(group, view) for view in group.views}
             except CorruptSampleError as error:
                 self.policy.handle(error, group.source)
                 continue
-            images = torch.stack([self.augment(decoded[view]) for view in chosen])
+            images = torch.stack([self.augment(decoded[view]) for view in group.chosen])
             label = group.label if group.label is not None else UNLABELLED
             yield images, set_index * GROUP_ID_STRIDE + group.anchor, label
 

@@ -2,8 +2,10 @@
 
 ``python train/main.py ...`` runs the same code in one process. One readable loop; distributed
 set-up, logging and checkpoints live in small helpers (train/distributed.py, train/checkpoint.py).
-The run folder holds config.yaml (the resolved options), provenance.json, metrics.jsonl, last.pt
-and, with --save-every, epoch-NNNN.pt.
+The run folder holds config.yaml (the resolved options and schedule), provenance.json,
+metrics.jsonl, last.pt (written at every epoch's end and at the last step) and, with --save-every,
+epoch-NNNN.pt. A run lasts --epochs whole epochs or --steps steps (whole epochs, the last one cut
+at the step); the learning rate warms up linearly over --warmup, then follows a cosine to 0.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ if __package__ in (None, ""):
 import click
 import torch
 import yaml
+from click.core import ParameterSource
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -33,12 +36,12 @@ from common.provenance import provenance
 from train import distributed
 from train.augment import AugmentConfig, normalize
 from train.checkpoint import load_checkpoint, save_checkpoint
-from train.config import resolve, training_options, training_recipe
+from train.config import resolve, training_options, training_recipe, upgrade_saved_config
 from train.data import Batch, build_loader
 from train.sources import check_shared_classes, open_sources, steps_per_epoch
 from train.losses import distributed_contrastive_loss
 from train.models import build_model
-from train.optim import build_optimizer, lr_at, scaled_lr, set_lr
+from train.optim import Schedule, build_optimizer, lr_at, parse_warmup, plan_schedule, set_lr
 
 LAST = "last.pt"
 
@@ -55,12 +58,15 @@ def check_method(config: dict[str, Any], sources: list) -> None:
 
 
 def check_before_writing(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo) -> None:
-    """Refusals that must come before the run folder is touched."""
+    """Refusals that must come before the run folder is touched; records the resolved schedule."""
     out = Path(config["out"])
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} exists and is not a folder.")
     autocast(config, dist_info.device)
-    steps_per_epoch(sources, config["batch_size"], dist_info.world_size)
+    schedule = plan_schedule(epochs=config["epochs"], steps=config["steps"], warmup=parse_warmup(config["warmup"]),
+                             steps_per_epoch=steps_per_epoch(sources, config["batch_size"], dist_info.world_size),
+                             base_lr=config["lr"], global_batch=config["batch_size"] * dist_info.world_size)
+    config["schedule"] = schedule.as_dict()
 
 
 def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -75,7 +81,7 @@ def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
     if not last.exists():
         raise RunError(f"--resume: {out} holds no {LAST} to continue from.")
     state = load_checkpoint(last)
-    saved, wanted = training_recipe(state["config"]), training_recipe(config)
+    saved, wanted = training_recipe(upgrade_saved_config(state["config"], config)), training_recipe(config)
     changed = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
     if changed:
         raise RunError(f"--resume: {out} was trained with other settings ({', '.join(changed)} "
@@ -137,7 +143,10 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     device = dist_info.device
     out = Path(config["out"])
     resume_state = prepare_run_folder(config)
+    schedule = Schedule(**config["schedule"])
     if dist_info.is_main:
+        click.echo(schedule.describe(parse_warmup(config["warmup"]), config["lr"],
+                                     config["batch_size"] * dist_info.world_size))
         make_folder(out)
         write_run_records(config, sources, resume_state["step"] if resume_state else 0)
     distributed.barrier()
@@ -163,11 +172,9 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                           num_workers=config["workers"], seed=config["seed"], rank=dist_info.rank,
                           world_size=world, skip_corrupt=config["skip_corrupt"],
                           pin_memory=device.type == "cuda")
-    steps_per_epoch = loader.steps_per_epoch
-    total_steps = steps_per_epoch * config["epochs"]
-    warmup_steps = min(round(config["warmup_epochs"] * steps_per_epoch), total_steps)
-    peak_lr = scaled_lr(config["lr"], config["batch_size"] * world)
-    optimizer = build_optimizer(config["optimizer"], model, peak_lr, config["weight_decay"])
+    steps_per_epoch, total_steps = loader.steps_per_epoch, schedule.total_steps
+    assert steps_per_epoch == schedule.steps_per_epoch, "the loader and the schedule disagree on an epoch"
+    optimizer = build_optimizer(config["optimizer"], model, schedule.peak_lr, config["weight_decay"])
     start_epoch, step = 0, 0
     if resume_state:
         optimizer.load_state_dict(resume_state["optimizer"])
@@ -178,13 +185,18 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
                     disable=not (dist_info.is_main and config["progress"]))
     metrics = out / "metrics.jsonl" if dist_info.is_main else None
-    for epoch in range(start_epoch, config["epochs"]):
+    if resume_state and step >= total_steps and dist_info.is_main:
+        click.echo(f"{out} is already trained to its last step ({total_steps}); nothing to do.")
+    elif total_steps == 0 and dist_info.is_main:  # --steps 0: the untrained encoder, as a baseline
+        save_checkpoint(out / LAST, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "epoch": 0, "step": 0, "config": config})
+    for epoch in range(start_epoch, schedule.epochs):
         ddp_model.train()
         window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
         wait_start = time.perf_counter()
         for batch in loader.epoch(epoch):
             data_wait += time.perf_counter() - wait_start
-            lr = lr_at(step, total_steps, warmup_steps, peak_lr)
+            lr = lr_at(step, total_steps, schedule.warmup_steps, schedule.peak_lr)
             set_lr(optimizer, lr)
             loss = training_step(ddp_model, optimizer, batch, supervised=supervised,
                                  temperature=config["temperature"], precision=precision,
@@ -192,7 +204,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
             step += 1
             window_images += batch.images.shape[0] * batch.images.shape[1] * world
             skipped += batch.skipped
-            if step % config["log_every"] == 0 or step % steps_per_epoch == 0:
+            if step % config["log_every"] == 0 or step % steps_per_epoch == 0 or step == total_steps:
                 mean_loss = distributed.all_reduce_mean(loss.detach()).item()
                 elapsed = time.perf_counter() - window_start
                 record = {"step": step, "epoch": epoch, "loss": mean_loss, "lr": lr,
@@ -204,8 +216,10 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                 progress.set_postfix(loss=f"{mean_loss:.3f}", images_per_s=f"{record['images_per_s']:.0f}")
                 window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
             progress.update(1)
+            if step == total_steps:  # --steps: the last pass stops here; every rank is at this step
+                break
             wait_start = time.perf_counter()
-        if dist_info.is_main:
+        if dist_info.is_main:  # at every epoch's end, and at the last step
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "epoch": epoch + 1, "step": step, "config": config}
             save_checkpoint(out / LAST, state)
@@ -213,6 +227,12 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                 save_checkpoint(out / f"epoch-{epoch + 1:04d}.pt", state)
         distributed.barrier()
     progress.close()
+    finished = distributed.all_gather_no_grad(torch.tensor([step], device=device)).tolist()
+    if finished != [total_steps] * world:
+        raise RuntimeError(f"ranks finished at steps {finished}, not all at {total_steps}")
+    if dist_info.is_main:
+        ranks = f" on each of {world} ranks" if world > 1 else ""
+        click.echo(f"Trained to step {total_steps}{ranks}; checkpoint {out / LAST}.")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -221,7 +241,11 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
 def main(**params: Any) -> None:
     """Train a contrastive encoder (SimCLR, SupCon, multi-positive) on one or more shard sets."""
     sources = open_sources(params["data"])
-    config = resolve(params, image_size=min(source.shard_set.image_size for source in sources))
+    context = click.get_current_context()
+    on_command_line = {name for name in params
+                       if context.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    config = resolve(params, image_size=min(source.shard_set.image_size for source in sources),
+                     on_command_line=on_command_line)
     # The sets' content, not only their paths: a set regenerated in place is other data.
     config["data_manifests"] = [source.shard_set.manifest_sha256 for source in sources]
     check_method(config, sources)

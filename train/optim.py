@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -102,6 +104,86 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_
         return final_lr
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
     return final_lr + (peak_lr - final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+WARMUP_SYNTAX = "a fraction of the run (0.05), a number of steps (500steps) or a number of epochs (2epochs)"
+_WARMUP = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(steps?|epochs?)?\s*$")
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A warm-up length as the user gave it: a fraction of the run, steps or epochs."""
+
+    amount: float
+    unit: str  # "run", "steps" or "epochs"
+
+    def __str__(self) -> str:
+        return f"{self.amount:g}" if self.unit == "run" else f"{self.amount:g}{self.unit}"
+
+    def steps(self, total_steps: int, steps_per_epoch: int) -> int:
+        if self.unit == "steps":
+            return int(self.amount)
+        if self.unit == "epochs":
+            return round(self.amount * steps_per_epoch)
+        # at least one step of warm-up for any fraction above 0; round first so 0.1 x 30 is 3, not 4
+        return math.ceil(round(self.amount * total_steps, 6))
+
+
+def parse_warmup(text: Any) -> Warmup:
+    """``0.05`` (a fraction of the run, below 1), ``500steps`` or ``2epochs`` (``2.5epochs`` too);
+    raises OptimizerConfigError with one sentence about the value otherwise."""
+    found = _WARMUP.match(str(text))
+    if not found:
+        raise OptimizerConfigError(f"{str(text)!r} is not {WARMUP_SYNTAX}.")
+    amount, unit = float(found.group(1)), (found.group(2) or "run").rstrip("s")
+    unit = {"run": "run", "step": "steps", "epoch": "epochs"}[unit]
+    if unit == "run" and amount >= 1:
+        raise OptimizerConfigError(f"{str(text)!r} is a fraction of the run, which must be below 1; write "
+                                   f"{amount:g}epochs or {amount:g}steps for a length.")
+    if unit == "steps" and not amount.is_integer():
+        raise OptimizerConfigError(f"{str(text)!r} is not a whole number of steps.")
+    return Warmup(amount, unit)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The resolved schedule of a run: what config.yaml records and the loop follows."""
+
+    total_steps: int
+    steps_per_epoch: int
+    epochs: int  # passes of the epoch loop; the last one is cut at total_steps
+    warmup_steps: int
+    peak_lr: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self, warmup: Warmup, base_lr: float, global_batch: int) -> str:
+        if not self.total_steps:
+            return "Schedule: 0 steps; the initial, untrained encoder is saved as a baseline."
+        passes = (f"{self.epochs} epochs of {self.steps_per_epoch} steps"
+                  if self.epochs * self.steps_per_epoch == self.total_steps else
+                  f"{self.epochs} passes of {self.steps_per_epoch}-step epochs, the last cut at step "
+                  f"{self.total_steps}")
+        warming = (f"linear warm-up over {self.warmup_steps} step{'s' if self.warmup_steps != 1 else ''} "
+                   f"(--warmup {warmup}) to" if self.warmup_steps else f"no warm-up (--warmup {warmup}), at")
+        return (f"Schedule: {self.total_steps} steps ({passes}); {warming} a peak lr of {self.peak_lr:g} "
+                f"({base_lr:g} x global batch {global_batch} / 256), then cosine decay to 0.")
+
+
+def plan_schedule(*, epochs: int | None, steps: int | None, warmup: Warmup, steps_per_epoch: int,
+                  base_lr: float, global_batch: int) -> Schedule:
+    """The run's length in steps (``steps``, or ``epochs`` whole epochs), its warm-up and peak lr;
+    refuses in one sentence a warm-up that does not end before the run does. 0 steps is a run that
+    only saves its initial weights."""
+    total = steps if steps is not None else epochs * steps_per_epoch
+    warmup_steps = warmup.steps(total, steps_per_epoch) if total else 0
+    if total and warmup_steps >= total:
+        raise OptimizerConfigError(
+            f"--warmup {warmup} is {warmup_steps} steps, which leaves no step of the run's {total} to decay "
+            f"in; give a shorter warm-up, such as a fraction of the run (--warmup 0.05).")
+    return Schedule(total_steps=total, steps_per_epoch=steps_per_epoch, epochs=math.ceil(total / steps_per_epoch),
+                    warmup_steps=warmup_steps, peak_lr=scaled_lr(base_lr, global_batch))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -12,12 +12,13 @@ from typing import Any
 
 import torch
 
-from generate.generators import biggan, deadleaves
+from generate.generators import biggan, cgan, deadleaves
 from generate.generators.base import (Factory, Generator, GeneratorError, GeneratorOptions, check_generator,
                                       check_images)
 
 REGISTRY: dict[str, Factory] = {
     "deadleaves": deadleaves.make_deadleaves,
+    "cgan": cgan.make_cgan,
     **{name: biggan.factory(name) for name in biggan.MODELS},
 }
 DEFAULT_GENERATOR = "deadleaves"

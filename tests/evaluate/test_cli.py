@@ -206,3 +206,11 @@ def test_bad_input_from_the_command_line_has_no_traceback(sets, tmp_path, metric
 
     assert_clean_failure(result, BAD_INPUT[case][1])
     assert_one_error_line(result.stderr)
+
+
+def test_no_progress_extracts_features_without_a_progress_bar(sets, tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "run" / "last.pt", seed=2)  # features not cached yet
+    result = evaluate("knn", "--checkpoint", checkpoint, "--train", sets["train"], "--val", sets["val"], "--k", 5,
+                      "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "" and list((tmp_path / "run" / "eval" / "features").glob("features-*.npz"))

@@ -19,8 +19,8 @@ from train.main import main as train_main
 from tests.cli import PLUGIN, REPO, assert_clean_failure, cli_env
 
 TRAIN = REPO / "train" / "main.py"
-FAST = ["--batch-size", "8", "--workers", "0", "--log-every", "1", "--no-progress",
-        "--warmup-epochs", "0"]
+FAST = ["--batch-size", "8", "--workers", "0", "--log-every", "1", "--no-progress", "--warmup", "0"]
+SMALL = ["--backbone", "convnet-small", "--workers", "0", "--log-every", "1", "--no-progress"]
 
 
 def make_set(out: Path, generator: str = "make_conditional", anchors: int = 24) -> Path:
@@ -34,6 +34,13 @@ def make_set(out: Path, generator: str = "make_conditional", anchors: int = 24) 
 def run_train(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], env=cli_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def torchrun_train(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Two ranks on CPU (gloo), as tests/e2e runs them."""
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(TRAIN), *map(str, args)], env=cli_env(), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +116,10 @@ BAD_INPUT = {
     "batch larger than data": (["--batch-size", "64"], "larger than the data"),
     "simclr with many views": (["--views", "4"], "multipos"),
     "bf16 on cpu": (["--precision", "bf16"], "CUDA"),
+    "epochs and steps": (["--steps", "5"], "--epochs and --steps both set the training length"),
+    "warm-up as long as the run": (["--warmup", "3epochs"], "--warmup 3epochs is 9 steps, which leaves no step"),
+    "warm-up that is not a length": (["--warmup", "10"], "write 10epochs or 10steps"),
+    "warm-up given twice": (["--warmup", "0.1", "--warmup-epochs", "1"], "give one"),
 }
 
 
@@ -166,3 +177,54 @@ def test_resume_survives_a_torn_metrics_line_and_refuses_data_changed_in_place(t
     make_set(data, anchors=32)  # the same path now holds other groups
     changed = run_train("--data", data, "--out", run, "--epochs", 2, "--resume", *FAST)
     assert_clean_failure(changed, "data_manifests")
+
+
+def test_the_default_schedule_warms_up_then_decays_over_a_short_run(tmp_path, labelled_set):
+    run = tmp_path / "run"
+    result = run_train("--data", labelled_set, "--out", run, "--epochs", 8, "--batch-size", 8, *SMALL)
+    assert result.returncode == 0, result.stderr
+    lrs = [record["lr"] for record in read_metrics(run)]
+    peak = 0.05 * 8 / 256
+    assert len(lrs) == 24  # 24 groups / 8 per step x 8 epochs; the default warm-up is 5% of it: 2 steps
+    assert lrs[0] == pytest.approx(peak / 2) and lrs[1] == pytest.approx(peak) == max(lrs)
+    decay = lrs[2:]  # the cosine starts at the peak the warm-up reached, then falls at every step
+    assert decay[0] == pytest.approx(peak) and all(later < earlier for earlier, later in zip(decay, decay[1:]))
+    assert lrs[-1] < 0.02 * peak
+    schedule = yaml.safe_load((run / "config.yaml").read_text())["schedule"]
+    assert schedule == {"total_steps": 24, "steps_per_epoch": 3, "epochs": 8, "warmup_steps": 2,
+                        "peak_lr": pytest.approx(peak)}
+    assert "Schedule: 24 steps (8 epochs of 3 steps); linear warm-up over 2 steps (--warmup 0.05)" in result.stdout
+
+
+def test_steps_are_the_same_on_sets_of_any_size_on_every_rank_and_a_resume_reaches_them(tmp_path, labelled_set):
+    """--steps 12 on two ranks with 4 groups each per step: 24 groups are 4 epochs of 3 steps, 40
+    groups 2 epochs of 5 steps and 2 steps of a third; a run killed after its first epoch resumes to 12."""
+    larger = make_set(tmp_path / "larger", anchors=40)
+    for data, passes in ((labelled_set, 4), (larger, 3)):
+        run = tmp_path / data.name
+        result = torchrun_train("--data", data, "--out", run, "--steps", 12, "--batch-size", 4, "--save-every", 1,
+                                *SMALL)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Trained to step 12 on each of 2 ranks" in result.stdout  # every rank counted its steps
+        assert [record["step"] for record in read_metrics(run)] == list(range(1, 13))
+        state = torch.load(run / "last.pt", weights_only=True)
+        assert (state["step"], state["epoch"]) == (12, passes)
+        assert state["config"]["schedule"]["total_steps"] == 12
+        assert [path.name for path in sorted(run.glob("epoch-*.pt"))] == [f"epoch-{n:04d}.pt" for n in
+                                                                           range(1, passes + 1)]
+
+    run = tmp_path / "larger"
+    shutil.copy(run / "epoch-0001.pt", run / "last.pt")  # as if killed during the second epoch
+    resumed = torchrun_train("--data", larger, "--out", run, "--steps", 12, "--batch-size", 4, "--resume", *SMALL)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [record["step"] for record in read_metrics(run)] == list(range(1, 13))
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert (state["step"], state["epoch"]) == (12, 3)
+
+
+def test_zero_steps_saves_the_untrained_encoder_as_a_baseline(tmp_path, labelled_set):
+    run = tmp_path / "run"
+    result = run_train("--data", labelled_set, "--out", run, "--steps", 0, "--batch-size", 8, *SMALL)
+    assert result.returncode == 0, result.stderr
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert (state["step"], state["epoch"]) == (0, 0) and not (run / "metrics.jsonl").exists()

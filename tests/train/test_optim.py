@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 from torch import nn
 
-from train.optim import LARS, OptimizerConfigError, build_optimizer, lr_at, scaled_lr, set_lr
+from train.optim import (LARS, OptimizerConfigError, build_optimizer, lr_at, parse_warmup, plan_schedule, scaled_lr,
+                         set_lr)
 
 
 def small_network() -> nn.Sequential:
@@ -113,3 +115,48 @@ def test_set_lr_updates_every_group() -> None:
     optimizer = build_optimizer("sgd", small_network(), lr=0.1, weight_decay=1e-4)
     set_lr(optimizer, lr_at(0, total_steps=10, warmup_steps=2, peak_lr=1.0))
     assert [group["lr"] for group in optimizer.param_groups] == [0.5, 0.5]
+
+
+# --- the run's schedule: its length, warm-up and peak --------------------------------------------
+
+@pytest.mark.parametrize("text, unit, steps", [
+    ("0.05", "run", 5), ("0.1", "run", 10), ("0.001", "run", 1), ("0", "run", 0), (0.25, "run", 25),
+    ("500steps", "steps", 500), ("1 step", "steps", 1), ("2epochs", "epochs", 14), ("2.5epochs", "epochs", 18),
+])
+def test_warmup_is_a_fraction_a_number_of_steps_or_of_epochs(text, unit: str, steps: int) -> None:
+    warmup = parse_warmup(text)
+    assert warmup.unit == unit and warmup.steps(total_steps=100, steps_per_epoch=7) == steps
+    assert parse_warmup(str(warmup)) == warmup  # what config.yaml records reads back the same
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("1", "must be below 1; write 1epochs or 1steps"), ("10", "write 10epochs or 10steps"),
+    ("2.5steps", "not a whole number of steps"), ("ten", "is not a fraction of the run (0.05)"),
+    ("-0.1", "is not a fraction"), ("3 weeks", "is not a fraction"),
+])
+def test_a_warmup_that_is_no_length_is_refused_in_one_sentence(text: str, fragment: str) -> None:
+    with pytest.raises(OptimizerConfigError, match=re.escape(fragment)):
+        parse_warmup(text)
+
+
+def test_a_schedule_in_steps_runs_whole_epochs_and_cuts_the_last() -> None:
+    schedule = plan_schedule(epochs=None, steps=12, warmup=parse_warmup("0.25"), steps_per_epoch=5,
+                             base_lr=0.3, global_batch=512)
+    assert (schedule.total_steps, schedule.epochs, schedule.warmup_steps) == (12, 3, 3)
+    assert schedule.peak_lr == pytest.approx(0.6)
+    assert "12 steps (3 passes of 5-step epochs, the last cut at step 12)" in schedule.describe(
+        parse_warmup("0.25"), 0.3, 512)
+    by_epochs = plan_schedule(epochs=8, steps=None, warmup=parse_warmup("1epochs"), steps_per_epoch=3,
+                              base_lr=0.05, global_batch=256)
+    assert (by_epochs.total_steps, by_epochs.epochs, by_epochs.warmup_steps) == (24, 8, 3)
+    untrained = plan_schedule(epochs=None, steps=0, warmup=parse_warmup("0.05"), steps_per_epoch=3, base_lr=0.05,
+                              global_batch=256)
+    assert (untrained.total_steps, untrained.epochs, untrained.warmup_steps) == (0, 0, 0)
+
+
+def test_a_warmup_at_or_past_the_end_of_the_run_is_refused() -> None:
+    for warmup, total in (("10epochs", "30"), ("24steps", "24")):
+        with pytest.raises(OptimizerConfigError, match=rf"--warmup {warmup} is {total} steps, which leaves no step "
+                                                       r"of the run's 24 to decay in; give a shorter warm-up"):
+            plan_schedule(epochs=8, steps=None, warmup=parse_warmup(warmup), steps_per_epoch=3, base_lr=0.05,
+                          global_batch=256)
