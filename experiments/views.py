@@ -42,7 +42,7 @@ from common.files import make_folder, sha256_file, write_bytes_atomic, write_jso
 from common.provenance import provenance
 from evaluate.cli import cli as evaluate_cli
 from generate.cli import main as generate_main
-from generate.fit import main as fit_main
+from generate.fit import REPORT_FILE, STATE_FILE, main as fit_main
 from shards.cli import cli as shards_cli
 from shards.ingest import list_folder
 from train.checkpoint import load_checkpoint
@@ -155,9 +155,9 @@ class Experiment:
 
     def fit_generator(self) -> None:
         weights = self.path("generator")
-        if (weights / "fit-report.json").is_file():
+        if (weights / REPORT_FILE).is_file():
             return
-        resume = ["--resume"] if (weights / "fit-state.pt").is_file() else []
+        resume = ["--resume"] if (weights / STATE_FILE).is_file() else []
         run_cli("generate.fit", ["--data", Path(self.settings.real) / "train", "--out", weights,
                                  "--image-size", self.settings.image_size,
                                  "--steps", self.settings.fit_steps, "--seed", 0, *resume,
@@ -231,7 +231,7 @@ class Experiment:
             "data": {name: {"manifest_sha256": sha256_file(self.path("data", name, "manifest.json")),
                             "groups": manifest["groups"], "views": manifest["views"],
                             "view_method": manifest["view_method"]} for name, manifest in data.items()},
-            "generator": read_json(self.path("generator", "fit-report.json")),
+            "generator": read_json(self.path("generator", REPORT_FILE)),
             "generator_config_sha256": sha256_file(self.path("generator", "config.json")),
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "python": platform.python_version()},
