@@ -14,7 +14,8 @@ import torch
 from generate.classes import select_classes
 from generate.generators import DEFAULT_GENERATOR, GeneratorOptions, make_generator
 from generate.job import JobConfig, Partition, run_job
-from generate.sampling import VIEW_METHODS, ViewSpec
+from generate.sampling import VIEW_METHODS, Steering, ViewSpec
+from generate.walks import Walks, check_generator, load_walks, parse_names, parse_ranges
 from common.console import exit_with, reports_errors
 
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
@@ -73,6 +74,18 @@ def recorded_command(argv: list[str]) -> list[str]:
     return kept
 
 
+def steering(walks: Walks, ranges: tuple[str, ...], directions: str | None) -> Steering:
+    """The walks of a walk file as steered views use them: the directions chosen, with their
+    ranges from the file unless --steer-range gives others."""
+    names = walks.names
+    chosen = parse_names(directions, names, "--steer-directions") if directions else names
+    bounds = {**dict(zip(names, walks.ranges)), **parse_ranges(ranges, names, "--steer-range")}
+    rows = [names.index(name) for name in chosen]
+    return Steering(names=tuple(chosen), directions=walks.directions[rows],
+                    ranges=tuple(bounds[name] for name in chosen), walks_sha256=walks.sha256,
+                    walks_method=walks.method)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--generator", default=DEFAULT_GENERATOR,
               help="Registered generator (deadleaves, biggan-deep-128/256/512) or package.module:factory.")
@@ -83,9 +96,17 @@ def recorded_command(argv: list[str]) -> list[str]:
 @click.option("--views", type=int, default=None,
               help="Images per group, the anchor included [default: 4, or 1 with --view-method none].")
 @click.option("--view-method", type=click.Choice(VIEW_METHODS), default="gaussian",
-              help="Positives: z + sigma*noise, a fresh z of the same class, or none (K=1).")
+              help="Positives: z + sigma*noise, a fresh z of the same class, none (K=1), z moved "
+                   "along latent walks (steer), or z + sigma*noise moved along them (gaussian+steer).")
 @click.option("--sigma", type=float, default=0.2,
               help="Std of the truncated-normal noise added to the anchor latent (gaussian views).")
+@click.option("--walks", type=click.Path(path_type=Path), default=None,
+              help="Walk file of python -m generate.steer (steer and gaussian+steer views).")
+@click.option("--steer-range", multiple=True, metavar="NAME=LOW:HIGH",
+              help="Range of one direction's walk amount (or of a transform's, e.g. color), "
+                   "instead of the walk file's; repeatable.")
+@click.option("--steer-directions", default=None, metavar="NAMES",
+              help="Directions to steer along, e.g. zoom,shiftx [default: all in the walk file].")
 @click.option("--preserve-norm/--no-preserve-norm", default=False,
               help="Gaussian views as (z + sigma*noise) / sqrt(1 + sigma^2), on the prior's shell.")
 @click.option("--truncation", type=float, default=1.0,
@@ -108,18 +129,25 @@ def recorded_command(argv: list[str]) -> list[str]:
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @reports_errors
 def main(generator: str, weights: Path | None, n_anchors: int, views: int | None, view_method: str,
-         sigma: float, preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
+         sigma: float, walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
+         preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
          quality: int, groups_per_shard: int, batch_size: int, device: str, out: Path,
          shard_index: int, num_shards: int, progress: bool) -> None:
     """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""
     partition = choose_partition(shard_index, num_shards)
+    if (steer_range or steer_directions) and walks is None:
+        exit_with("--steer-range and --steer-directions choose among the walks of --walks FILE; give it.")
+    loaded = load_walks(walks) if walks is not None else None
     view_spec = ViewSpec(method=view_method, views=views or (1 if view_method == "none" else 4),
-                         sigma=sigma, truncation=truncation, preserve_norm=preserve_norm)
+                         sigma=sigma, truncation=truncation, preserve_norm=preserve_norm,
+                         steering=steering(loaded, steer_range, steer_directions) if loaded else None)
     view_spec.check(conditional=True)  # settings errors before any weights are loaded
     torch_device = choose_device(device)
     model = make_generator(generator, GeneratorOptions(weights=weights, device=torch_device,
                                                        truncation=truncation,
                                                        resolution=image_size))
+    if loaded is not None:
+        check_generator(loaded, generator, model)
     view_spec.check(conditional=model.num_classes > 0)
     config = JobConfig(generator=generator, n_anchors=n_anchors, views=view_spec,
                        classes=select_classes(classes, model.num_classes), seed=seed,

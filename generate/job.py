@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from generate.generators import Generator, check_images
-from generate.sampling import ViewSpec, anchor_class, sample_latents
+from generate.sampling import ViewSpec, anchor_class, sample_group
 from shards.schema import Group, shard_anchors
 from shards.set_writer import SetWriter
 from shards.writer import ShardWriter
@@ -128,13 +128,23 @@ def encode_jpeg(image: torch.Tensor, quality: int) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class ShardInputs:
+    """Per anchor of a shard: latents [views, latent_dim], class (None when unconditional) and walk
+    amounts [views, directions] (None unless the views are steered)."""
+
+    latents: list[np.ndarray]
+    classes: list[int | None]
+    alphas: list[np.ndarray | None]
+
+
 class ShardAssembler:
     """Collects encoded views in order and adds each group to the shard once its views are all in."""
 
-    def __init__(self, writer: ShardWriter, config: JobConfig, anchors: range,
-                 latents: list[np.ndarray], classes: list[int | None], encoders: ThreadPoolExecutor):
+    def __init__(self, writer: ShardWriter, config: JobConfig, anchors: range, inputs: ShardInputs,
+                 encoders: ThreadPoolExecutor):
         self.writer, self.config, self.encoders = writer, config, encoders
-        self.anchors, self.latents, self.classes = anchors, latents, classes
+        self.anchors, self.inputs = anchors, inputs
         self.views: list[bytes] = []
         self.next_group = 0
 
@@ -148,21 +158,23 @@ class ShardAssembler:
             self.next_group += 1
 
     def _group(self, position: int, views: list[bytes]) -> Group:
-        anchor, label = self.anchors[position], self.classes[position]
+        anchor, label = self.anchors[position], self.inputs.classes[position]
         spec = self.config.views
         meta = {"anchor": anchor, "class": label, "truncation": spec.truncation,
                 "view_method": spec.as_manifest()}
-        return Group(anchor=anchor, views=views, latents=self.latents[position], label=label,
+        alphas = self.inputs.alphas[position]
+        if alphas is not None:  # each view's walk amounts, by direction (the anchor's are zeros)
+            meta["alphas"] = [dict(zip(spec.steering.names, map(float, row))) for row in alphas]
+        return Group(anchor=anchor, views=views, latents=self.inputs.latents[position], label=label,
                      meta=meta)
 
 
-def shard_inputs(config: JobConfig, shard: int, latent_dim: int) -> tuple[list[np.ndarray], list[int | None]]:
-    """Every anchor's latents [views, latent_dim] and class (None when unconditional)."""
+def shard_inputs(config: JobConfig, shard: int, latent_dim: int) -> ShardInputs:
     anchors = config.shard_anchors(shard)
-    latents = [sample_latents(config.seed, anchor, latent_dim, config.views) for anchor in anchors]
+    groups = [sample_group(config.seed, anchor, latent_dim, config.views) for anchor in anchors]
     classes = [anchor_class(config.seed, anchor, config.classes) if config.classes else None
                for anchor in anchors]
-    return latents, classes
+    return ShardInputs([latents for latents, _ in groups], classes, [alphas for _, alphas in groups])
 
 
 def render_shards(generator: Generator, config: JobConfig, shards: list[int], set_writer: SetWriter,
@@ -184,11 +196,11 @@ def render_shards(generator: Generator, config: JobConfig, shards: list[int], se
                         skipped.append(shard)
                         continue
                     writers.append(writer)
-                    latents, classes = shard_inputs(config, shard, generator.latent_dim)
+                    inputs = shard_inputs(config, shard, generator.latent_dim)
                     assembler = ShardAssembler(writer, config, config.shard_anchors(shard),
-                                               latents, classes, encoders)
-                    all_latents = np.concatenate(latents)
-                    all_classes = (np.repeat(np.asarray(classes, dtype=np.int64), per_group)
+                                               inputs, encoders)
+                    all_latents = np.concatenate(inputs.latents)
+                    all_classes = (np.repeat(np.asarray(inputs.classes, dtype=np.int64), per_group)
                                    if config.classes else None)
                     for start in range(0, len(all_latents), config.batch_size):
                         batch = slice(start, start + config.batch_size)

@@ -13,13 +13,43 @@ import numpy as np
 
 from common.errors import UserError
 
-VIEW_METHODS = ("gaussian", "independent", "none")
+VIEW_METHODS = ("gaussian", "independent", "none", "steer", "gaussian+steer")
+STEERED_METHODS = ("steer", "gaussian+steer")
 TRUNCATION_BOUND = 2.0  # latents and view noise are standard normals truncated to [-2, 2]
 _CLASS_STREAM = 0x636C6173  # separates the class-permutation streams from the per-anchor streams
+_STEER_STREAM = 0x73746572  # separates each view's walk amounts from the per-anchor streams
 
 
 class ViewConfigError(UserError):
     """View settings that cannot work together; the message is one sentence."""
+
+
+@dataclass(frozen=True, eq=False)
+class Steering:
+    """Latent walks for steered views: view v of anchor g is moved by sum_t alpha_t * directions[t],
+    each alpha_t uniform in ranges[t] and drawn from (seed, g, v) alone."""
+
+    names: tuple[str, ...]
+    directions: np.ndarray  # float64 [len(names), latent_dim]
+    ranges: tuple[tuple[float, float], ...]
+    walks_sha256: str  # of the walk file, so that a set names the walks that made it
+    walks_method: str  # "fit" or "pca"
+
+    def alphas(self, seed: int, anchor: int, view: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, _STEER_STREAM, anchor, view])
+        low, high = np.array(self.ranges).T
+        return rng.uniform(low, high)
+
+    def offset(self, alphas: np.ndarray) -> np.ndarray:
+        # A sum in a fixed order, element by element: no BLAS call whose blocking could vary.
+        total = np.zeros(self.directions.shape[1])
+        for alpha, direction in zip(alphas, self.directions):
+            total += alpha * direction
+        return total
+
+    def as_manifest(self) -> dict[str, object]:
+        return {"walks_sha256": self.walks_sha256, "walks_method": self.walks_method,
+                "directions": list(self.names), "ranges": [list(bounds) for bounds in self.ranges]}
 
 
 @dataclass(frozen=True)
@@ -31,6 +61,15 @@ class ViewSpec:
     # Gaussian views scaled back by 1/sqrt(1 + sigma^2), so that they stay on the prior's shell
     # instead of drifting outwards as sigma grows.
     preserve_norm: bool = False
+    steering: Steering | None = None  # the walks of steer and gaussian+steer views
+
+    @property
+    def gaussian(self) -> bool:
+        return self.method in ("gaussian", "gaussian+steer")
+
+    @property
+    def steered(self) -> bool:
+        return self.method in STEERED_METHODS
 
     def check(self, conditional: bool) -> None:
         if self.method not in VIEW_METHODS:
@@ -47,18 +86,27 @@ class ViewSpec:
             raise ViewConfigError(f"--sigma must be a finite number of 0 or more, not {self.sigma}.")
         if not (math.isfinite(self.truncation) and self.truncation > 0):
             raise ViewConfigError(f"--truncation must be a finite number above 0, not {self.truncation}.")
-        if self.preserve_norm and self.method != "gaussian":
-            raise ViewConfigError("--preserve-norm rescales gaussian views; it needs --view-method gaussian.")
+        if self.preserve_norm and not self.gaussian:
+            raise ViewConfigError("--preserve-norm rescales gaussian views; it needs --view-method "
+                                  "gaussian or gaussian+steer.")
+        if self.steered and self.steering is None:
+            raise ViewConfigError(f"--view-method {self.method} moves views along latent walks: give "
+                                  "--walks FILE, made by python -m generate.steer.")
+        if self.steering is not None and not self.steered:
+            raise ViewConfigError("--walks steers views; it needs --view-method steer or gaussian+steer.")
         if self.method == "independent" and not conditional:
             raise ViewConfigError("--view-method independent draws a fresh latent of the same "
                                   "class, so it needs a class-conditional generator.")
 
     def as_manifest(self) -> dict[str, object]:
-        if self.method == "gaussian" and self.preserve_norm:
-            return {"name": "gaussian", "sigma": self.sigma, "preserve_norm": True}
-        if self.method == "gaussian":
-            return {"name": "gaussian", "sigma": self.sigma}
-        return {"name": self.method}
+        method: dict[str, object] = {"name": self.method}
+        if self.gaussian:
+            method["sigma"] = self.sigma
+            if self.preserve_norm:
+                method["preserve_norm"] = True
+        if self.steered:
+            method.update(self.steering.as_manifest())
+        return method
 
 
 def truncated_normal(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -81,13 +129,33 @@ def anchor_class(seed: int, anchor: int, classes: list[int]) -> int:
 
 def sample_latents(seed: int, anchor: int, latent_dim: int, spec: ViewSpec) -> np.ndarray:
     """float32 [views, latent_dim]: the anchor's latent first, then its positives."""
+    return sample_group(seed, anchor, latent_dim, spec)[0]
+
+
+def sample_group(seed: int, anchor: int, latent_dim: int,
+                 spec: ViewSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """The latents (float32 [views, latent_dim], the anchor's first) and, for steered views, each
+    view's walk amounts (float64 [views, directions], zeros for the anchor; else None).
+
+    The gaussian noise comes from the anchor's stream exactly as for gaussian views, and the walk
+    amounts of view v from a stream of (seed, anchor, v) of their own: a gaussian+steer view is the
+    gaussian view of the same seed, moved along the walks."""
     rng = np.random.default_rng([seed, anchor])
     anchor_latent = spec.truncation * truncated_normal(rng, latent_dim)
     rows = [anchor_latent]
-    for _ in range(spec.views - 1):
-        if spec.method == "gaussian":
-            view = anchor_latent + spec.sigma * truncated_normal(rng, latent_dim)
-            rows.append(view / math.sqrt(1.0 + spec.sigma ** 2) if spec.preserve_norm else view)
+    steering = spec.steering if spec.steered else None
+    alphas = [np.zeros(len(steering.names))] if steering else None
+    for view in range(1, spec.views):
+        if spec.gaussian:
+            latent = anchor_latent + spec.sigma * truncated_normal(rng, latent_dim)
+            if spec.preserve_norm:
+                latent = latent / math.sqrt(1.0 + spec.sigma ** 2)
+        elif steering:
+            latent = anchor_latent
         else:  # independent: a fresh latent; the class is shared by the caller
-            rows.append(spec.truncation * truncated_normal(rng, latent_dim))
-    return np.stack(rows).astype(np.float32)
+            latent = spec.truncation * truncated_normal(rng, latent_dim)
+        if steering:
+            alphas.append(steering.alphas(seed, anchor, view))
+            latent = latent + steering.offset(alphas[-1])
+        rows.append(latent)
+    return np.stack(rows).astype(np.float32), (np.stack(alphas) if steering else None)

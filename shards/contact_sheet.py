@@ -3,6 +3,10 @@
 Layout (pixels): a label column of LABEL_WIDTH on the left, then the K views as square thumbnails,
 MARGIN apart and around the edge; so a sheet of n groups is
 (LABEL_WIDTH + K * (thumb + MARGIN) + MARGIN) wide and (MARGIN + n * (thumb + MARGIN)) high.
+Steered groups (made with --view-method steer or gaussian+steer) carry each view's walk amounts in
+their ``.json`` (``alphas``: one {direction: amount} per view); under each positive's thumbnail the
+sheet prints them, one line per direction (``zoom +0.42``), so every row is taller by
+LINE_HEIGHT times the most directions a shown group has.
 """
 
 from __future__ import annotations
@@ -44,18 +48,40 @@ def contact_sheet(shard_set: ShardSet, *, groups: int, start: int, thumb_size: i
     if not 0 <= start < shard_set.groups:
         raise ShardSetError(f"The set has anchors 0..{shard_set.groups - 1}; there is no group {start}.")
     shown = read_groups(shard_set, start, min(groups, shard_set.groups - start))
+    captions = [view_captions(group) for group in shown]
+    caption_height = LINE_HEIGHT * max((len(lines) for rows in captions for lines in rows), default=0)
     cell = thumb_size + MARGIN
-    sheet = Image.new("RGB", (LABEL_WIDTH + shard_set.views * cell + MARGIN, MARGIN + len(shown) * cell),
-                      BACKGROUND)
+    row_height = cell + caption_height
+    sheet = Image.new("RGB", (LABEL_WIDTH + shard_set.views * cell + MARGIN,
+                              MARGIN + len(shown) * row_height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=FONT_SIZE)
     for row, group in enumerate(shown):
-        top = MARGIN + row * cell
+        top = MARGIN + row * row_height
         for line, text in enumerate(row_label(shard_set, group)[:max(1, thumb_size // LINE_HEIGHT)]):
             draw.text((MARGIN, top + line * LINE_HEIGHT), fit_text(draw, text, font), fill=TEXT, font=font)
         for view in range(len(group.views)):
-            sheet.paste(thumbnail(group, view, thumb_size), (LABEL_WIDTH + view * cell, top))
+            left = LABEL_WIDTH + view * cell
+            sheet.paste(thumbnail(group, view, thumb_size), (left, top))
+            for line, text in enumerate(captions[row][view] if view < len(captions[row]) else []):
+                draw.text((left, top + thumb_size + line * LINE_HEIGHT),
+                          fit_text(draw, text, font, thumb_size), fill=TEXT, font=font)
     return sheet
+
+
+def view_captions(group: Group) -> list[list[str]]:
+    """Per view, the lines ``direction amount`` of a steered group's walk amounts (none for the
+    anchor, whose amounts are zero); [] for groups that were not steered."""
+    alphas = group.meta.get("alphas") if isinstance(group.meta, dict) else None
+    if not isinstance(alphas, list) or not all(isinstance(view, dict) for view in alphas):
+        return []
+    return [[] if view == 0 else [f"{name} {format_amount(value)}" for name, value in amounts.items()
+                                  if isinstance(value, (int, float))]
+            for view, amounts in enumerate(alphas)]
+
+
+def format_amount(value: float) -> str:
+    return f"{value:+.1f}" if abs(value) >= 10 else f"{value:+.2f}"
 
 
 def read_groups(shard_set: ShardSet, start: int, count: int) -> list[Group]:
@@ -74,9 +100,10 @@ def row_label(shard_set: ShardSet, group: Group) -> list[str]:
     return lines
 
 
-def fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> str:
-    """The text, shortened with an ellipsis to fit the label column."""
-    room = LABEL_WIDTH - 2 * MARGIN
+def fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+             width: int = LABEL_WIDTH - 2 * MARGIN) -> str:
+    """The text, shortened with an ellipsis to fit ``width`` pixels (the label column's)."""
+    room = width
     if draw.textlength(text, font=font) <= room:
         return text
     while text and draw.textlength(text + "…", font=font) > room:

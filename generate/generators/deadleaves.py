@@ -114,6 +114,11 @@ class DeadLeaves:
 
     @torch.inference_mode()
     def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        return (self.render_float(latents, classes) * 255.0).round_().to(torch.uint8)
+
+    def render_float(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        """Float32 images [N, 3, H, W] in [0, 1], differentiable in the latents (``python -m
+        generate.steer`` fits latent walks through it); ``__call__`` quantises exactly these."""
         # Normal CDF of the projected latent: a smooth map to (0, 1), uniform-ish at truncation 1.
         # Float64 so that the batch size (which changes the matmul's blocking) cannot change a byte.
         projected = latents.to(self.device, torch.float64) @ self.mapping / TRUNCATED_NORMAL_STD
@@ -123,7 +128,7 @@ class DeadLeaves:
         for family in classes.unique().tolist():
             chosen = (classes == family).nonzero().squeeze(1)
             images[chosen] = self._render(params[chosen], SHAPE_FAMILIES[family][1])
-        return (images * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        return images.clamp(0.0, 1.0)
 
     def _render(self, params: torch.Tensor, signed_distance: SignedDistance) -> torch.Tensor:
         count = len(params)

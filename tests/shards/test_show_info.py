@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from shards.cli import cli
-from shards.contact_sheet import LABEL_WIDTH, MARGIN
+from shards.contact_sheet import LABEL_WIDTH, LINE_HEIGHT, MARGIN
 from shards.schema import Group
 from tests.cli import assert_clean_failure, run_module
 from tests.shards.helpers import (CLASSES, jpeg_bytes, synthetic_recipe, view_colour, write_set,
@@ -103,3 +103,37 @@ def test_show_of_a_damaged_shard_is_one_sentence(synthetic: Path, tmp_path: Path
     assert_clean_failure(result, expected)
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "sheet.png").exists()
+
+
+def test_show_labels_each_steered_view_with_its_walk_amounts(tmp_path: Path):
+    directions = ["shiftx", "zoom", "rotate"]
+    method = {"name": "steer", "walks_sha256": "ab" * 32, "walks_method": "fit",
+              "directions": directions, "ranges": [[-0.25, 0.25], [-1.0, 1.0], [-45.0, 45.0]]}
+    recipe = {**synthetic_recipe(groups=2, views=3, latent_dim=4, groups_per_shard=2), "view_method": method}
+    groups = [Group(anchor=a, views=[jpeg_bytes(view_colour(a, v)) for v in range(3)],
+                    latents=np.zeros((3, 4), np.float32), label=a,
+                    meta={"anchor": a, "view_method": method,
+                          "alphas": [dict.fromkeys(directions, 0.0),
+                                     {"shiftx": 0.21, "zoom": -0.5, "rotate": 12.34},
+                                     {"shiftx": -0.1, "zoom": 0.75, "rotate": -30.0}]})
+              for a in range(2)]
+    write_set(tmp_path / "set", groups, recipe)
+    out, thumb = tmp_path / "sheet.png", 48
+
+    result = CliRunner().invoke(cli, ["show", str(tmp_path / "set"), "--thumb-size", str(thumb),
+                                      "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    sheet = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    cell, caption = thumb + MARGIN, 3 * LINE_HEIGHT
+    assert sheet.shape == (MARGIN + 2 * (cell + caption), LABEL_WIDTH + 3 * cell + MARGIN, 3)
+    for row in range(2):
+        below = MARGIN + row * (cell + caption) + thumb
+        for view in range(3):
+            left = LABEL_WIDTH + view * cell
+            text = sheet[below:below + caption, left:left + thumb]
+            assert (text < 128).any() == (view > 0), (row, view)  # the anchor's amounts are zero
+    for anchor in range(2):  # the thumbnails sit where the taller rows put them
+        top = MARGIN + anchor * (cell + caption)
+        centre = sheet[top + thumb // 2, LABEL_WIDTH + cell + thumb // 2]
+        assert np.abs(centre - view_colour(anchor, 1)).max() <= 10
