@@ -43,6 +43,7 @@ from common.provenance import provenance
 from evaluate.cli import cli as evaluate_cli
 from generate.cli import main as generate_main
 from generate.fit import REPORT_FILE, STATE_FILE, main as fit_main
+from generate.steer import main as steer_main
 from shards.cli import cli as shards_cli
 from shards.ingest import list_folder
 from train.checkpoint import load_checkpoint
@@ -79,6 +80,8 @@ def conditions(sigma: float, sweep: tuple[float, ...]) -> dict[str, Condition]:
         "real": Condition("real train split, SimCLR", "real-train"),
         "supcon": Condition(f"generated, gaussian views sigma {sigma:g}, SupCon", gaussian_set(sigma),
                             "supcon"),
+        "steer": Condition("generated, steered views", "steer"),
+        "gaussian+steer": Condition(f"generated, gaussian views sigma {sigma:g} + steered", f"gaussian+steer-{sigma:g}"),
     }
     for value in sweep:
         named[f"gaussian@{value:g}"] = Condition(f"sigma sweep: gaussian views sigma {value:g}",
@@ -102,6 +105,7 @@ class Settings:
     steps: int
     batch_size: int
     fit_steps: int
+    walk_samples: int
     image_size: int
     labels_per_class: int
     draws: int
@@ -109,12 +113,17 @@ class Settings:
     probe_epochs: int
     workers: int
 
-    def data_arguments(self, name: str) -> list[object]:
-        """``python -m generate`` arguments of a generated set, by its name."""
+    def data_arguments(self, name: str, walks: Path) -> list[object]:
+        """``python -m generate`` arguments of a generated set, by its name (``walks``: the fitted walk file)."""
         if name == "none":
             return ["--view-method", "none", "--views", 1]
         if name == "independent":
             return ["--view-method", "independent", "--views", self.views]
+        if name == "steer":
+            return ["--view-method", "steer", "--walks", walks, "--views", self.views]
+        if name.startswith("gaussian+steer-"):
+            return ["--view-method", "gaussian+steer", "--sigma", float(name.removeprefix("gaussian+steer-")),
+                    "--walks", walks, "--views", self.views]
         sigma = float(name.removeprefix("gaussian-"))
         return ["--view-method", "gaussian", "--sigma", sigma, "--views", self.views]
 
@@ -136,7 +145,10 @@ class Experiment:
         for split in SPLITS:
             self.ingest(split)
         self.fit_generator()
-        for name in sorted({self.named[c].data for c in self.settings.conditions} - {None, "real-train"}):
+        generated = sorted({self.named[c].data for c in self.settings.conditions} - {None, "real-train"})
+        if any("steer" in name for name in generated):
+            self.fit_walks()
+        for name in generated:
             self.generate(name)
         for name in self.settings.conditions:
             for seed in self.settings.seeds:
@@ -163,10 +175,21 @@ class Experiment:
                                  "--steps", self.settings.fit_steps, "--seed", 0, *resume,
                                  *self.no_progress()])
 
+    def fit_walks(self) -> None:
+        """Latent walks of the fitted generator, for the steered conditions."""
+        walks = self.path("walks", "cgan.pt")
+        if walks.is_file():
+            return
+        make_folder(walks.parent)
+        resume = ["--resume"] if walks.with_name(walks.name + ".state").is_file() else []
+        run_cli("generate.steer", ["--generator", "cgan", "--weights", self.path("generator"), "--out", walks,
+                                   "--samples", self.settings.walk_samples, *resume, *self.no_progress()])
+
     def generate(self, name: str) -> None:
         groups = read_json(self.path("data", "real-train", "manifest.json"))["groups"]
+        arguments = self.settings.data_arguments(name, self.path("walks", "cgan.pt"))
         run_cli("generate", ["--generator", "cgan", "--weights", self.path("generator"),
-                             "--n-anchors", groups, *self.settings.data_arguments(name), "--seed", 0,
+                             "--n-anchors", groups, *arguments, "--seed", 0,
                              "--out", self.path("data", name), *self.no_progress()])
 
     def train(self, name: str, seed: int) -> None:
@@ -312,7 +335,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 # -- running the project's command lines in this process ------------------------------------------
 
 COMMANDS: dict[str, click.Command] = {"shards": shards_cli, "evaluate": evaluate_cli, "generate": generate_main,
-                                      "generate.fit": fit_main, "train.main": train_main}
+                                      "generate.fit": fit_main, "generate.steer": steer_main,
+                                      "train.main": train_main}
 
 
 def run_cli(module: str, arguments: list[object]) -> None:
@@ -401,16 +425,18 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Experiment folder: sets, generator, runs, table.md, views.png, results.json.")
 @click.option("--conditions", "condition_list", default=",".join(DEFAULT_CONDITIONS),
-              help="Comma-separated conditions: random, none, gaussian, independent, real, supcon, "
-                   "and gaussian@SIGMA for each --sigmas value.")
+              help="Comma-separated conditions: random, none, gaussian, independent, real, supcon, steer, "
+                   "gaussian+steer, and gaussian@SIGMA for each --sigmas value.")
 @click.option("--seeds", default="0,1", help="Comma-separated training seeds; the table reports their spread.")
 @click.option("--sigma", type=float, default=0.5, help="Sigma of the gaussian and supcon conditions.")
 @click.option("--sigmas", default="", help="A sweep, e.g. 0.2,0.5,1.0: adds gaussian@SIGMA conditions and a "
                                            "plot of accuracy against sigma.")
-@click.option("--views", type=click.IntRange(2), default=4, help="Images per generated group with latent views.")
-@click.option("--steps", type=click.IntRange(1), default=200, help="Training steps of every condition (x --scale).")
+@click.option("--views", type=click.IntRange(2), default=2, help="Images per generated group with latent views.")
+@click.option("--steps", type=click.IntRange(1), default=100, help="Training steps of every condition (x --scale).")
 @click.option("--batch-size", type=click.IntRange(2), default=256, help="Training batch of every condition.")
-@click.option("--fit-steps", type=click.IntRange(1), default=1500, help="GAN fitting steps (x --scale).")
+@click.option("--fit-steps", type=click.IntRange(1), default=400, help="GAN fitting steps (x --scale).")
+@click.option("--walk-samples", type=click.IntRange(1), default=16000,
+              help="Samples that fit the latent walks of the steer conditions (x --scale).")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0,
               help="Multiplies --steps and --fit-steps (e.g. 8 on a GPU).")
 @click.option("--image-size", type=click.Choice(["32", "64"]), default="32", help="Image side in pixels.")
@@ -418,13 +444,13 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
               help="Labelled images per class of the low-label probe.")
 @click.option("--draws", type=click.IntRange(2), default=5, help="Seeded draws of the low-label probe.")
 @click.option("--knn-k", type=click.IntRange(1), default=20, help="Neighbours of the kNN classifier.")
-@click.option("--probe-epochs", type=click.IntRange(1), default=100, help="Epochs of the linear probes.")
+@click.option("--probe-epochs", type=click.IntRange(1), default=30, help="Epochs of the linear probes.")
 @click.option("--workers", type=click.IntRange(0), default=1, help="Data-loading processes of the trainer.")
 @click.option("--resume", is_flag=True, help="Continue the experiment in --out; finished steps are not redone.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bars of every step.")
 @reports_errors
 def main(real: Path, out: Path, condition_list: str, seeds: str, sigma: float, sigmas: str, views: int,
-         steps: int, batch_size: int, fit_steps: int, scale: float, image_size: str, labels_per_class: int,
+         steps: int, batch_size: int, fit_steps: int, walk_samples: int, scale: float, image_size: str, labels_per_class: int,
          draws: int, knn_k: int, probe_epochs: int, workers: int, resume: bool, progress: bool) -> None:
     """Train an encoder on each view condition and on the real images, and compare them on real labels."""
     settings = Settings(
@@ -432,6 +458,7 @@ def main(real: Path, out: Path, condition_list: str, seeds: str, sigma: float, s
         conditions=tuple(name.strip() for name in condition_list.split(",") if name.strip()),
         sigma=sigma, sigmas=parse_list(sigmas, float, "--sigmas"), views=views,
         steps=max(1, round(steps * scale)), batch_size=batch_size, fit_steps=max(1, round(fit_steps * scale)),
+        walk_samples=max(1, round(walk_samples * scale)),
         image_size=int(image_size), labels_per_class=labels_per_class, draws=draws, knn_k=knn_k,
         probe_epochs=probe_epochs, workers=workers)
     if not (math.isfinite(sigma) and sigma > 0):

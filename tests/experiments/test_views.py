@@ -83,6 +83,16 @@ def test_the_same_seed_gives_the_same_numbers(experiment, real, tmp_path):
                 assert seed_again[metric] == seed_first[metric]
 
 
+def test_steered_conditions_run_next_to_the_others(real, tmp_path):
+    run_views("--real", real, "--out", tmp_path / "steer", *TINY[:-3], "--seeds", 0, "--walk-samples", 16,
+              "--conditions", "steer,gaussian+steer", "--sigmas", "", "--no-progress")
+    report = json.loads((tmp_path / "steer" / "results.json").read_text())
+    assert [row["condition"] for row in report["conditions"]] == ["steer", "gaussian+steer"]
+    methods = {name: data["view_method"]["name"] for name, data in report["data"].items()}
+    assert methods["steer"] == "steer" and methods["gaussian+steer-0.5"] == "gaussian+steer"
+    assert report["data"]["steer"]["view_method"]["walks_sha256"]
+
+
 def refusal(*args: object) -> str:
     result = CliRunner().invoke(views_main, [str(arg) for arg in args])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
