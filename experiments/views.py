@@ -432,7 +432,7 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
 @click.option("--sigmas", default="", help="A sweep, e.g. 0.2,0.5,1.0: adds gaussian@SIGMA conditions and a "
                                            "plot of accuracy against sigma.")
 @click.option("--views", type=click.IntRange(2), default=2, help="Images per generated group with latent views.")
-@click.option("--steps", type=click.IntRange(1), default=100, help="Training steps of every condition (x --scale).")
+@click.option("--steps", type=click.IntRange(1), default=250, help="Training steps of every condition (x --scale).")
 @click.option("--batch-size", type=click.IntRange(2), default=256, help="Training batch of every condition.")
 @click.option("--fit-steps", type=click.IntRange(1), default=400, help="GAN fitting steps (x --scale).")
 @click.option("--walk-samples", type=click.IntRange(1), default=16000,
