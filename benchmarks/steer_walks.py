@@ -1,12 +1,14 @@
 """Steered views on the embedded generator: do fitted walks imitate their transforms?
 
-Fits walks on ``deadleaves`` with ``python -m generate.steer`` (a subprocess, as a user runs it),
+Fits walks on the embedded generator (``deadleaves-camera`` by default: plain ``deadleaves`` has no
+latent direction that zooms or rolls the whole image) with ``python -m generate.steer`` (a
+subprocess, as a user runs it),
 prints the held-out masked MSE of the fitted walks against random directions of the same norm and
 against no walk at all, then renders a small steered set per direction group and draws its contact
 sheet (``python -m shards show``) so the transforms can be looked at.
 
-    python -m benchmarks.steer_walks [--minutes 3] [--transforms zoom,shiftx,shifty] [--image-size 32]
-        [--lr 0.001] [--out DIR]
+    python -m benchmarks.steer_walks [--generator deadleaves-camera] [--minutes 3]
+        [--transforms zoom,shiftx,shifty] [--image-size 32] [--lr 0.001] [--out DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def run(*args: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generator", default="deadleaves-camera", help="deadleaves or deadleaves-camera.")
     parser.add_argument("--minutes", type=float, default=3.0, help="Fitting budget.")
     parser.add_argument("--transforms", default="zoom,shiftx,shifty")
     parser.add_argument("--image-size", type=int, default=32, help="Side at which images are compared.")
@@ -45,16 +48,16 @@ def main() -> None:
     options = parser.parse_args()
     out = options.out or Path(tempfile.mkdtemp(prefix="steer-walks-"))
     out.mkdir(parents=True, exist_ok=True)
-    walks_path = out / "deadleaves.pt"
+    walks_path = out / f"{options.generator}.pt"
 
     started = time.monotonic()
-    print(run("generate.steer", "--generator", "deadleaves", "--transforms", options.transforms,
+    print(run("generate.steer", "--generator", options.generator, "--transforms", options.transforms,
               "--minutes", options.minutes, "--image-size", options.image_size, "--lr", options.lr,
               "--seed", options.seed, "--device", "cpu", "--no-progress", "--out", walks_path), end="")
     wall = time.monotonic() - started
     walks = load_walks(walks_path)
     settings = walks.document["settings"]
-    print(f"\ndeadleaves, {options.transforms} at {options.image_size} px, lr {options.lr:g}, batch "
+    print(f"\n{options.generator}, {options.transforms} at {options.image_size} px, lr {options.lr:g}, batch "
           f"{settings['batch_size']}: {settings['samples']} samples in {settings['seconds'] / 60:.1f} "
           f"minutes of fitting ({wall / 60:.1f} minutes wall, evaluation included)\n")
     print("| transform | fitted walk | random direction, same norm | no walk | random / fitted | "
@@ -70,7 +73,7 @@ def main() -> None:
     groups = {name.split(".")[0] for name in walks.names}
     for group in sorted(groups):
         folder = out / f"set-{group}"
-        run("generate", "--generator", "deadleaves", "--view-method", "steer", "--walks", walks_path,
+        run("generate", "--generator", options.generator, "--view-method", "steer", "--walks", walks_path,
             "--steer-directions", group, "--n-anchors", SHEET_ANCHORS, "--views", SHEET_VIEWS,
             "--image-size", SHEET_PIXELS, "--seed", options.seed, "--device", "cpu", "--no-progress",
             "--out", folder)

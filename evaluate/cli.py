@@ -10,10 +10,11 @@ import click
 
 from shards import ShardSet
 from common.console import exit_with, reports_errors
+from common.numbers import FiniteFloatRange, seed_range
 
 from evaluate.features import (EvaluationError, Features, FrozenEncoder, cached_features, check_same_classes,
                                load_frozen_encoder, open_labelled_set)
-from evaluate.knn import evaluate_knn
+from evaluate.knn import MIN_TEMPERATURE, evaluate_knn
 from evaluate.linear import (DEFAULT_DRAWS, LowLabelSettings, ProbeSettings, evaluate_linear, evaluate_low_label,
                              low_label_metric)
 from evaluate.report import report as report_table
@@ -40,8 +41,9 @@ def evaluation_options(train_help: str) -> Callable[[Callable[..., Any]], Callab
         click.option("--val", "val_location", required=True, metavar="SET",
                      help="Labelled shard set the reported accuracy is measured on."),
         click.option("--out", type=click.Path(path_type=Path), default=None,
-                     help="Folder for results.json [default: CHECKPOINT's folder/eval/METRIC]; features are "
-                          "cached in CHECKPOINT's folder/eval/features whatever --out says."),
+                     help="Folder for results.json and, in its features/ folder, the feature cache "
+                          "[default: results.json in CHECKPOINT's folder/eval/METRIC, the cache in "
+                          "CHECKPOINT's folder/eval/features, shared by every metric]."),
         click.option("--progress/--no-progress", default=True,
                      help="Show a progress bar on stderr while features are extracted."),
     ]
@@ -61,9 +63,9 @@ def prepare(checkpoint: Path, train_location: str, val_location: str, out: Path 
     train_set = open_labelled_set(train_location, encoder)
     val_set = open_labelled_set(val_location, encoder)
     check_same_classes(train_set, val_set)
+    # The cache's file names hash the checkpoint, the set and the crop, so metrics can share it.
+    cache = out / "features" if out is not None else checkpoint.parent / "eval" / "features"
     out = out if out is not None else checkpoint.parent / "eval" / metric
-    # One cache for every metric: its file names hash the checkpoint, the set and the crop.
-    cache = checkpoint.parent / "eval" / "features"
     train, train_cache = cached_features(encoder, train_set, cache, progress=progress)
     val, val_cache = cached_features(encoder, val_set, cache, progress=progress)
     return Inputs(encoder, train_set, val_set, out, train, val,
@@ -104,7 +106,7 @@ def cli() -> None:
                   "each draw, and report the mean and spread over the draws as metric linear@N.")
 @evaluation_options("Labelled shard set the probe learns from; its settings are chosen on part of it "
                     "(the labelled draws with --labels-per-class), never on --val.")
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+@click.option("--holdout", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               help="Fraction of each class of --train held out to choose the settings (full-label probe).")
 @click.option("--labels-per-class", type=click.IntRange(2), default=None,
               help="Low-label probe: labelled images of each class of --train in a draw [default: all of them].")
@@ -112,7 +114,7 @@ def cli() -> None:
               help=f"Seeded draws of the low-label probe [default: {DEFAULT_DRAWS} with --labels-per-class].")
 @click.option("--epochs", type=click.IntRange(1), default=100, help="Passes over the training features.")
 @click.option("--batch-size", type=click.IntRange(1), default=256, help="Features per SGD step.")
-@click.option("--seed", type=int, default=0,
+@click.option("--seed", type=seed_range(), default=0,
               help="Seed of the held-out split, the low-label draws and the batch order.")
 @reports_errors
 def linear(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool,
@@ -140,7 +142,7 @@ def linear(checkpoint: Path, train_location: str, val_location: str, out: Path |
                   "exp(similarity / temperature) for its class (Wu et al. 2018).")
 @evaluation_options("Labelled shard set whose features are the neighbours that vote.")
 @click.option("--k", type=click.IntRange(1), default=20, help="Neighbours that vote.")
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.07,
+@click.option("--temperature", type=FiniteFloatRange(MIN_TEMPERATURE), default=0.07,
               help="Temperature T of the vote weights exp(similarity / T).")
 @reports_errors
 def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool, k: int,

@@ -3,8 +3,9 @@
 Each image is view 0 of its group, its shorter side resized to crop / 0.875 and centre-cropped to the
 checkpoint's crop size, then normalised with the trainer's own ``train.augment.normalize`` (the
 ImageNet mean and std). Features are cached as ``features-<key>.npz`` in the folder the caller
-names (``python -m evaluate`` uses ``<run>/eval/features/`` for every metric), the key a hash of
-(checkpoint sha256, set manifest sha256, crop size), so a second run reuses them.
+names (``python -m evaluate`` uses ``--out``/features/, or ``<run>/eval/features/`` shared by every
+metric), the key a hash of (checkpoint sha256, set manifest sha256, crop size), so a second run
+reuses them.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def extract_features(encoder: FrozenEncoder, shard_set: ShardSet, batch_size: in
             vectors.append(encoder.module(normalize(images)).float().cpu())
             labels.extend(label for _, label in batch)
             bar.update(len(batch))
+    if not vectors:
+        raise EvaluationError(f"{shard_set.location} holds no images, so there is nothing to evaluate on.")
     return Features(torch.cat(vectors).numpy(), np.asarray(labels, dtype=np.int64))
 
 

@@ -11,9 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from evaluate.features import EvaluationError
+from common.yaml_files import read_yaml
 from evaluate.linear import LOW_LABEL_PREFIX
 from evaluate.results import RESULTS_NAME, read_results
 
@@ -29,14 +27,12 @@ def results_path(run: Path, metric: str) -> Path:
 
 
 def read_run_config(run: Path) -> dict[str, Any]:
-    """The run's training options from its config.yaml; empty when it has none."""
+    """The run's training options from its config.yaml; empty when it has none. A config.yaml comes
+    with the run folder from wherever it was made: ``read_yaml`` refuses one built to hang a reader."""
     path = run / "config.yaml"
     if not path.is_file():
         return {}
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise EvaluationError(f"{path} is not valid YAML.") from None
+    config = read_yaml(path)
     return config if isinstance(config, dict) else {}
 
 
@@ -64,7 +60,7 @@ def low_label_metrics(runs: list[Path]) -> list[str]:
 
 def run_row(run: Path, metrics: list[str]) -> list[str]:
     results = [read_results(results_path(run, metric)) for metric in metrics]
-    recorded = next((found["run"] for found in results if found and found.get("run")), None)
+    recorded = next((found["run"] for found in results if found and isinstance(found.get("run"), dict)), None)
     recorded = recorded or read_run_config(run)
     return [str(run), describe_data(recorded.get("data")), str(recorded.get("method") or MISSING),
             str(recorded.get("epochs") or MISSING), *map(percent, results)]

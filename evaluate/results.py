@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,11 +12,13 @@ import torch
 from common.files import make_folder, write_json_atomic
 from common.provenance import provenance
 from shards import ShardSet
+from shards.schema import JsonNestingError, parse_json
 
 from evaluate.features import EvaluationError, FrozenEncoder
 
 RESULTS_NAME = "results.json"
 TOP_K = 5
+MAX_RESULTS_BYTES = 16 << 20  # a results.json with every draw's record is a few kB
 
 
 def top1_top5(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float | None]:
@@ -68,13 +70,31 @@ def write_results(folder: Path, results: dict[str, Any]) -> Path:
 
 
 def read_results(path: Path) -> dict[str, Any] | None:
-    """A results.json, or None when there is none; refuses one that is not a results object."""
+    """A results.json, or None when there is none; refuses one that is not a results object (results
+    travel with run folders, so one may be built to exhaust a reader)."""
     if not path.is_file():
         return None
     try:
-        results = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RESULTS_BYTES + 1)
+    except OSError as error:
+        raise EvaluationError(f"Cannot read {path} ({error.strerror or error}).") from None
+    if len(data) > MAX_RESULTS_BYTES:
+        raise EvaluationError(f"{path} is larger than {MAX_RESULTS_BYTES >> 20} MB, which no evaluation "
+                              "result is.")
+    try:
+        results = parse_json(data)
+    except JsonNestingError as error:
+        raise EvaluationError(f"{path} is {error}.") from None
+    except ValueError:
         raise EvaluationError(f"{path} is not valid JSON.") from None
     if not isinstance(results, dict) or "top1" not in results:
         raise EvaluationError(f"{path} is not an evaluation result (it has no top1).")
+    if not all(_is_fraction(results[key]) for key in ("top1", "top1_std") if key in results):
+        raise EvaluationError(f"{path} has a top1 or top1_std that is not a number between 0 and 1.")
     return results
+
+
+def _is_fraction(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 <= value <= 1)

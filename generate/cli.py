@@ -11,22 +11,35 @@ from pathlib import Path
 import click
 import torch
 
+from generate.batch_size import auto_batch_size
 from generate.classes import select_classes
+from generate.encoding import JPEG_ENCODERS, choose_encoder
 from generate.generators import DEFAULT_GENERATOR, GeneratorOptions, make_generator
+from generate.generators.base import PRECISIONS
+from generate.generators.runtime import default_precision, precision_of
 from generate.job import JobConfig, Partition, run_job
 from generate.sampling import VIEW_METHODS, Steering, ViewSpec
 from generate.walks import Walks, check_generator, load_walks, parse_names, parse_ranges
 from common.console import exit_with, reports_errors
+from common.numbers import seed_range
+from shards.schema import KEY_DIGITS
 
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6}
 # Options that may differ between the processes writing one set and do not change its content.
-_NOT_RECORDED = ("--shard-index", "--num-shards", "--batch-size", "--device")
-_NOT_RECORDED_FLAGS = ("--progress", "--no-progress")
+_NOT_RECORDED = ("--shard-index", "--num-shards", "--batch-size", "--device", "--jpeg-encoder")
+_NOT_RECORDED_FLAGS = ("--progress", "--no-progress", "--channels-last", "--cudnn-benchmark", "--compile")
+# Bounds on numbers, so that a typo is refused in one sentence instead of failing hours later.
+MAX_ANCHORS = 10**KEY_DIGITS  # anchors 0 .. 10^10 - 1 have 10-digit keys
+MAX_SHARDS = 10**6  # shard names have 6 digits
+MAX_GROUPS_PER_SHARD = 100_000  # a shard's latents are drawn, and its tar written, at once
+MAX_VIEWS = 1000  # a group's views are held together; readers refuse more than 1024 by default
+MAX_BATCH_SIZE = 4096
+MAX_LATENT_SCALE = 100.0  # --sigma and --truncation: latents are standard normals truncated to [-2, 2]
 
 
 class CountType(click.ParamType):
-    """A positive whole count written as 2000, 130k or 1.3M."""
+    """A positive whole count written as 2000, 130k or 1.3M, at most MAX_ANCHORS."""
 
     name = "count"
 
@@ -39,7 +52,24 @@ class CountType(click.ParamType):
         if not match or count != count.to_integral_value() or count < 1:
             self.fail(f"{value!r} is not a positive whole count such as 2000, 130k or 1.3M.",
                       param, ctx)
+        if count > MAX_ANCHORS:
+            self.fail(f"{value!r} is more than {MAX_ANCHORS:,} anchors, the most that "
+                      f"{KEY_DIGITS}-digit group keys can number.", param, ctx)
         return int(count)
+
+
+class BatchSizeType(click.ParamType):
+    """A batch size from 1 to MAX_BATCH_SIZE, or ``auto``."""
+
+    name = "size|auto"
+
+    def convert(self, value, param, ctx) -> int | str:
+        if value == "auto" or isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if not text.isdigit() or not 1 <= int(text) <= MAX_BATCH_SIZE:
+            self.fail(f"{value!r} is not auto or a whole number from 1 to {MAX_BATCH_SIZE}.", param, ctx)
+        return int(text)
 
 
 def choose_device(name: str) -> torch.device:
@@ -58,6 +88,22 @@ def choose_partition(shard_index: int, num_shards: int) -> Partition:
         exit_with(f"--shard-index must lie in 0..{num_shards - 1} for --num-shards {num_shards}.")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     return Partition(index=shard_index * world + rank, count=num_shards * world)
+
+
+def check_shard_count(n_anchors: int, groups_per_shard: int) -> None:
+    shards = -(-n_anchors // groups_per_shard)
+    if shards > MAX_SHARDS:
+        exit_with(f"--n-anchors {n_anchors} in shards of {groups_per_shard} groups makes {shards:,} "
+                  f"shards, more than the {MAX_SHARDS:,} that 6-digit shard names allow; raise "
+                  "--groups-per-shard.")
+
+
+def check_latent_scales(sigma: float, truncation: float) -> None:
+    """Finite values are checked by ViewSpec; these bound them, so latents stay meaningful."""
+    for flag, value in (("--sigma", sigma), ("--truncation", truncation)):
+        if value > MAX_LATENT_SCALE:
+            exit_with(f"{flag} must be at most {MAX_LATENT_SCALE:g}, not {value:g}: latents are "
+                      "standard normals truncated to [-2, 2].")
 
 
 def recorded_command(argv: list[str]) -> list[str]:
@@ -93,7 +139,7 @@ def steering(walks: Walks, ranges: tuple[str, ...], directions: str | None) -> S
               help="Folder with config.json and pytorch_model.bin (BigGAN); default: the package cache.")
 @click.option("--n-anchors", type=CountType(), required=True,
               help="Number of anchor groups to render, e.g. 2000, 130k, 1.3M.")
-@click.option("--views", type=int, default=None,
+@click.option("--views", type=click.IntRange(1, MAX_VIEWS), default=None,
               help="Images per group, the anchor included [default: 4, or 1 with --view-method none].")
 @click.option("--view-method", type=click.Choice(VIEW_METHODS), default="gaussian",
               help="Positives: z + sigma*noise, a fresh z of the same class, none (K=1), z moved "
@@ -113,46 +159,74 @@ def steering(walks: Walks, ranges: tuple[str, ...], directions: str | None) -> S
               help="Latents are truncated normals in [-2, 2] scaled by this (BigGAN truncation trick).")
 @click.option("--classes", default=None,
               help="Classes to draw anchors from: all, imagenet100, a file of indices, or 3,7,207.")
-@click.option("--seed", type=int, default=0, help="Seed; every anchor's randomness comes from (seed, anchor).")
+@click.option("--seed", type=seed_range(), default=0, help="Seed; every anchor's randomness comes from (seed, anchor).")
 @click.option("--image-size", type=click.IntRange(8, 4096), default=None,
               help="Stored image size in pixels [default: the generator's own].")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, help="JPEG quality.")
-@click.option("--groups-per-shard", type=click.IntRange(1), default=1000, help="Groups per tar shard.")
-@click.option("--batch-size", type=click.IntRange(1), default=64, help="Images per generator forward.")
+@click.option("--groups-per-shard", type=click.IntRange(1, MAX_GROUPS_PER_SHARD), default=1000,
+              help="Groups per tar shard.")
+@click.option("--batch-size", type=BatchSizeType(), default=64,
+              help="Images per generator forward; auto: the fastest that fits (measured on CUDA).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               help="Where the generator runs; auto picks CUDA when present.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="Numeric precision of the generator (recorded in the manifest unless fp32) "
+                   "[default: bf16 on CUDA, fp32 on the CPU].")
+@click.option("--jpeg-encoder", type=click.Choice(JPEG_ENCODERS), default="auto",
+              help="Where images are JPEG-encoded: PIL threads on the CPU, or nvJPEG on the GPU "
+                   "that rendered them; auto picks the rendering device's.")
+@click.option("--channels-last", is_flag=True, help="Channels-last layout for the generator (CUDA).")
+@click.option("--cudnn-benchmark", is_flag=True,
+              help="Let cuDNN time its kernels and keep the fastest (CUDA; the kernels, and so the "
+                   "last bits of images, may then differ between runs).")
+@click.option("--compile", "compile_network", is_flag=True,
+              help="torch.compile the generator (CUDA; the first batches wait for the compiler).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Output folder of the shard set; re-running the same command resumes it.")
-@click.option("--shard-index", type=click.IntRange(0), default=0,
+@click.option("--shard-index", type=click.IntRange(0, MAX_SHARDS - 1), default=0,
               help="This task's index in a job array (takes shards with index % num-shards == it).")
-@click.option("--num-shards", type=click.IntRange(1), default=1, help="Number of tasks in the job array.")
+@click.option("--num-shards", type=click.IntRange(1, MAX_SHARDS), default=1,
+              help="Number of tasks in the job array.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @reports_errors
 def main(generator: str, weights: Path | None, n_anchors: int, views: int | None, view_method: str,
          sigma: float, walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
          preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
-         quality: int, groups_per_shard: int, batch_size: int, device: str, out: Path,
-         shard_index: int, num_shards: int, progress: bool) -> None:
+         quality: int, groups_per_shard: int, batch_size: int | str, device: str,
+         precision: str | None, jpeg_encoder: str, channels_last: bool, cudnn_benchmark: bool,
+         compile_network: bool, out: Path, shard_index: int, num_shards: int, progress: bool) -> None:
     """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""
     partition = choose_partition(shard_index, num_shards)
+    check_shard_count(n_anchors, groups_per_shard)
     if (steer_range or steer_directions) and walks is None:
         exit_with("--steer-range and --steer-directions choose among the walks of --walks FILE; give it.")
     loaded = load_walks(walks) if walks is not None else None
-    view_spec = ViewSpec(method=view_method, views=views or (1 if view_method == "none" else 4),
+    view_spec = ViewSpec(method=view_method,
+                         views=views if views is not None else (1 if view_method == "none" else 4),
                          sigma=sigma, truncation=truncation, preserve_norm=preserve_norm,
                          steering=steering(loaded, steer_range, steer_directions) if loaded else None)
     view_spec.check(conditional=True)  # settings errors before any weights are loaded
+    check_latent_scales(sigma, truncation)
     torch_device = choose_device(device)
-    model = make_generator(generator, GeneratorOptions(weights=weights, device=torch_device,
-                                                       truncation=truncation,
-                                                       resolution=image_size))
+    encoder = choose_encoder(jpeg_encoder, torch_device)
+    model = make_generator(generator, GeneratorOptions(
+        weights=weights, device=torch_device, truncation=truncation, resolution=image_size,
+        precision=precision or default_precision(torch_device), channels_last=channels_last,
+        cudnn_benchmark=cudnn_benchmark, compile=compile_network))
+    if precision and precision_of(model) != precision:
+        exit_with(f"Generator {generator!r} renders in {precision_of(model)}, not in the {precision} "
+                  "that --precision asks for; drop --precision.")
     if loaded is not None:
         check_generator(loaded, generator, model)
     view_spec.check(conditional=model.num_classes > 0)
+    size = image_size or model.resolution
+    if batch_size == "auto":
+        batch_size = auto_batch_size(model, size)
+        click.echo(f"--batch-size auto: {batch_size} images per batch.", err=True)
     config = JobConfig(generator=generator, n_anchors=n_anchors, views=view_spec,
                        classes=select_classes(classes, model.num_classes), seed=seed,
-                       image_size=image_size or model.resolution, quality=quality,
-                       groups_per_shard=groups_per_shard, batch_size=batch_size, out=out)
+                       image_size=size, quality=quality, groups_per_shard=groups_per_shard,
+                       batch_size=batch_size, out=out, jpeg_encoder=encoder)
     complete = run_job(model, config, partition, recorded_command(sys.argv[1:]),
                        show_progress=progress)
     if complete:

@@ -5,13 +5,16 @@ whose index modulo ``Partition.count`` is ``Partition.index``; shards that alrea
 are skipped, which is what makes re-running the same command a resume, and shards another live
 process is writing are left to it (``SetWriter.claim``). Batches never cross a shard, so a shard's
 bytes do not depend on which shards ran before it.
+
+On CUDA the render loop never waits for the GPU: latents go up from pinned memory without
+blocking, and images come back (or are JPEG-encoded on the GPU, ``generate.encoding``) while the
+next batch renders; the writer thread waits for each batch's copy instead.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
-import io
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,10 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
-from generate.generators import Generator, check_images
+from generate.encoding import EncodedBatch, JpegEncoder
+from generate.generators import Generator, GeneratorError, check_images
+from generate.generators.runtime import FULL_PRECISION, precision_of
 from generate.sampling import ViewSpec, anchor_class, sample_group
 from shards.schema import Group, shard_anchors
 from shards.set_writer import SetWriter
@@ -47,6 +51,7 @@ class JobConfig:
     groups_per_shard: int
     batch_size: int
     out: Path
+    jpeg_encoder: str = "cpu"  # "cpu" or "cuda", see generate.encoding.choose_encoder
 
     @functools.cached_property
     def shards(self) -> list[range]:
@@ -74,7 +79,7 @@ class Partition:
 
 def build_recipe(generator: Generator, config: JobConfig) -> dict[str, Any]:
     """Everything that decides the set's content; its hash is the set id."""
-    return {
+    recipe = {
         "kind": "synthetic",
         "groups": config.n_anchors,
         "views": config.views.views,
@@ -94,6 +99,10 @@ def build_recipe(generator: Generator, config: JobConfig) -> dict[str, Any]:
         "seed": config.seed,
         "groups_per_shard": config.groups_per_shard,
     }
+    precision = precision_of(generator)
+    if precision != FULL_PRECISION:  # fp32 sets keep the recipe, and so the set id, they always had
+        recipe["generator"]["precision"] = precision
+    return recipe
 
 
 def generator_device(generator: Generator) -> torch.device:
@@ -106,26 +115,36 @@ def generator_device(generator: Generator) -> torch.device:
     return torch.device("cpu")
 
 
+class OutOfMemory(GeneratorError):
+    """A batch did not fit on the device; ``--batch-size auto`` takes it as the upper bound."""
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device``; to a GPU from pinned memory, without waiting for the copy."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def render(generator: Generator, latents: np.ndarray, classes: np.ndarray | None,
            image_size: int) -> torch.Tensor:
-    """uint8 images [N, 3, S, S] on the CPU, resized on the device when the generator's size differs."""
+    """uint8 images [N, 3, S, S] on the generator's device, resized there when its size differs."""
     device = generator_device(generator)
-    z = torch.from_numpy(latents).to(device)
-    labels = torch.from_numpy(classes).to(device) if classes is not None else None
-    with torch.inference_mode():
-        images = generator(z, labels)
-        check_images(images, len(z))
-        if images.shape[-1] != image_size or images.shape[-2] != image_size:
-            images = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
-                                   antialias=True, align_corners=False)
-            images = images.round().clamp(0, 255).to(torch.uint8)
-    return images.cpu()
-
-
-def encode_jpeg(image: torch.Tensor, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    z = to_device(latents, device)
+    labels = to_device(classes, device) if classes is not None else None
+    try:
+        with torch.inference_mode():
+            images = generator(z, labels)
+            check_images(images, len(z))
+            if images.shape[-1] != image_size or images.shape[-2] != image_size:
+                images = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
+                                       antialias=True, align_corners=False)
+                images = images.round().clamp(0, 255).to(torch.uint8)
+    except torch.OutOfMemoryError:
+        raise OutOfMemory(f"A batch of {len(z)} images does not fit in the memory of the {device} "
+                          "device; lower --batch-size or give --batch-size auto.") from None
+    return images
 
 
 @dataclass(frozen=True)
@@ -141,16 +160,14 @@ class ShardInputs:
 class ShardAssembler:
     """Collects encoded views in order and adds each group to the shard once its views are all in."""
 
-    def __init__(self, writer: ShardWriter, config: JobConfig, anchors: range, inputs: ShardInputs,
-                 encoders: ThreadPoolExecutor):
-        self.writer, self.config, self.encoders = writer, config, encoders
+    def __init__(self, writer: ShardWriter, config: JobConfig, anchors: range, inputs: ShardInputs):
+        self.writer, self.config = writer, config
         self.anchors, self.inputs = anchors, inputs
         self.views: list[bytes] = []
         self.next_group = 0
 
-    def add_batch(self, images: torch.Tensor) -> None:
-        self.views.extend(self.encoders.map(functools.partial(encode_jpeg, quality=self.config.quality),
-                                            images))
+    def add_batch(self, encoded: EncodedBatch) -> None:
+        self.views.extend(encoded())
         per_group = self.config.views.views
         while len(self.views) >= per_group:
             self.writer.add(self._group(self.next_group, self.views[:per_group]))
@@ -180,8 +197,8 @@ def shard_inputs(config: JobConfig, shard: int, latent_dim: int) -> ShardInputs:
 def render_shards(generator: Generator, config: JobConfig, shards: list[int], set_writer: SetWriter,
                   progress: tqdm) -> list[int]:
     """Render shards in order on the generator's device; a single writer thread (with a pool of
-    JPEG encoders) assembles and commits them while the next batch renders. Returns the shards
-    skipped because another live process is writing them."""
+    JPEG encoders, unless they encode on the GPU) assembles and commits them while the next batch
+    renders. Returns the shards skipped because another live process is writing them."""
     pending: collections.deque[Future] = collections.deque()
     writers: list[ShardWriter] = []
     skipped: list[int] = []
@@ -189,6 +206,7 @@ def render_shards(generator: Generator, config: JobConfig, shards: list[int], se
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer_thread, \
                 ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="jpeg") as encoders:
+            encoder = JpegEncoder(config.jpeg_encoder, config.quality, encoders)
             try:
                 for shard in shards:
                     writer = set_writer.claim(shard)
@@ -197,8 +215,7 @@ def render_shards(generator: Generator, config: JobConfig, shards: list[int], se
                         continue
                     writers.append(writer)
                     inputs = shard_inputs(config, shard, generator.latent_dim)
-                    assembler = ShardAssembler(writer, config, config.shard_anchors(shard),
-                                               inputs, encoders)
+                    assembler = ShardAssembler(writer, config, config.shard_anchors(shard), inputs)
                     all_latents = np.concatenate(inputs.latents)
                     all_classes = (np.repeat(np.asarray(inputs.classes, dtype=np.int64), per_group)
                                    if config.classes else None)
@@ -207,7 +224,7 @@ def render_shards(generator: Generator, config: JobConfig, shards: list[int], se
                         images = render(generator, all_latents[batch],
                                         all_classes[batch] if all_classes is not None else None,
                                         config.image_size)
-                        pending.append(writer_thread.submit(assembler.add_batch, images))
+                        pending.append(writer_thread.submit(assembler.add_batch, encoder.start(images)))
                         progress.update(len(images) / per_group)
                         progress.set_postfix(images_per_s=_images_per_second(progress, per_group))
                         while len(pending) > MAX_PENDING_BATCHES:

@@ -15,6 +15,10 @@ from shards.reader import ShardSet, open_set
 from shards.verify import verify_set
 
 NAMES_SHOWN = 5  # class names and skipped files listed before "and N more"
+allow_pipe_option = click.option(
+    "--allow-pipe", is_flag=True,
+    help="Accept a pipe:COMMAND location: it runs COMMAND as a shell command and reads the set from its "
+         "output. Without it only folders and http(s):// URLs are read.")
 
 
 @click.group(help="Inspect, verify, view and ingest genviews shard sets.",
@@ -25,9 +29,10 @@ def cli() -> None:
 
 @cli.command(help="Describe a finished shard set from its manifest.")
 @click.argument("location", metavar="SET")
+@allow_pipe_option
 @reports_errors
-def info(location: str) -> None:
-    for line in describe(open_set(location)):
+def info(location: str, allow_pipe: bool) -> None:
+    for line in describe(open_set(location, allow_pipe)):
         click.echo(line)
 
 
@@ -35,9 +40,10 @@ def info(location: str) -> None:
              help="Check every shard of a set against its manifest: size, sha256, groups and samples.")
 @click.argument("location", metavar="SET")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+@allow_pipe_option
 @reports_errors
-def verify(location: str, progress: bool) -> None:
-    report = verify_set(location, progress=progress)
+def verify(location: str, progress: bool, allow_pipe: bool) -> None:
+    report = verify_set(location, progress=progress, allow_pipe=allow_pipe)
     for problem in report.problems:
         click.echo(problem.message)
     if not report.intact:
@@ -52,9 +58,11 @@ def verify(location: str, progress: bool) -> None:
 @click.option("--start", default=0, help="Anchor index of the first group drawn.")
 @click.option("--out", default="sheet.png", help="Where to write the PNG.")
 @click.option("--thumb-size", default=96, help="Side of each thumbnail in pixels.")
+@allow_pipe_option
 @reports_errors
-def show(location: str, groups: int, start: int, out: str, thumb_size: int) -> None:
-    written = make_contact_sheet(location, out, groups=groups, start=start, thumb_size=thumb_size)
+def show(location: str, groups: int, start: int, out: str, thumb_size: int, allow_pipe: bool) -> None:
+    written = make_contact_sheet(location, out, groups=groups, start=start, thumb_size=thumb_size,
+                                 allow_pipe=allow_pipe)
     click.echo(f"Wrote {written}.")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from common.files import write_bytes_atomic
+from shards.limits import IMAGE_PIXELS
 from shards.reader import ShardSet, decode_group_view, open_set
 from shards.schema import Group, ShardSetError
 
@@ -30,12 +31,12 @@ TEXT = (0, 0, 0)
 
 
 def make_contact_sheet(location: str | Path, out: str | Path, *, groups: int = 8, start: int = 0,
-                       thumb_size: int = 96) -> Path:
+                       thumb_size: int = 96, allow_pipe: bool = False) -> Path:
     """Draw groups start..start+groups-1 of a set and save the sheet as a PNG at ``out``."""
     out = Path(out)
     if out.is_dir() or not out.parent.is_dir():
         raise ShardSetError(f"Cannot write the sheet to {out}: give a file name in an existing folder.")
-    sheet = contact_sheet(open_set(str(location)), groups=groups, start=start, thumb_size=thumb_size)
+    sheet = contact_sheet(open_set(str(location), allow_pipe), groups=groups, start=start, thumb_size=thumb_size)
     encoded = io.BytesIO()
     sheet.save(encoded, format="PNG")
     write_bytes_atomic(out, encoded.getvalue())  # a full disk leaves no half sheet behind
@@ -47,13 +48,16 @@ def contact_sheet(shard_set: ShardSet, *, groups: int, start: int, thumb_size: i
         raise ShardSetError("The number of groups and the thumbnail size must be positive.")
     if not 0 <= start < shard_set.groups:
         raise ShardSetError(f"The set has anchors 0..{shard_set.groups - 1}; there is no group {start}.")
-    shown = read_groups(shard_set, start, min(groups, shard_set.groups - start))
+    count = min(groups, shard_set.groups - start)
+    cell = thumb_size + MARGIN
+    check_sheet_size(LABEL_WIDTH + shard_set.views * cell + MARGIN, MARGIN + count * cell)  # before reading
+    shown = read_groups(shard_set, start, count)
     captions = [view_captions(group) for group in shown]
     caption_height = LINE_HEIGHT * max((len(lines) for rows in captions for lines in rows), default=0)
-    cell = thumb_size + MARGIN
     row_height = cell + caption_height
-    sheet = Image.new("RGB", (LABEL_WIDTH + shard_set.views * cell + MARGIN,
-                              MARGIN + len(shown) * row_height), BACKGROUND)
+    size = (LABEL_WIDTH + shard_set.views * cell + MARGIN, MARGIN + len(shown) * row_height)
+    check_sheet_size(*size)  # the walk amounts under the views add lines
+    sheet = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=FONT_SIZE)
     for row, group in enumerate(shown):
@@ -67,6 +71,13 @@ def contact_sheet(shard_set: ShardSet, *, groups: int, start: int, thumb_size: i
                 draw.text((left, top + thumb_size + line * LINE_HEIGHT),
                           fit_text(draw, text, font, thumb_size), fill=TEXT, font=font)
     return sheet
+
+
+def check_sheet_size(width: int, height: int) -> None:
+    beyond = IMAGE_PIXELS.exceeded_by(width * height)
+    if beyond:
+        raise ShardSetError(f"The sheet would be {width} x {height} pixels, {beyond}; draw fewer groups or "
+                            "smaller thumbnails (--groups, --thumb-size).")
 
 
 def view_captions(group: Group) -> list[list[str]]:

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from common.parallel import ordered_map
+from shards.limits import IMAGE_PIXELS
 from shards.schema import Group, ShardSetError
 from shards.set_writer import SetWriter
 
@@ -78,6 +79,10 @@ def _check_options(image_size: int, quality: int, groups_per_shard: int, seed: i
                    workers: int | None) -> None:
     if image_size < 1:
         raise ShardSetError(f"The image size must be a positive number of pixels, not {image_size}.")
+    beyond = IMAGE_PIXELS.exceeded_by(image_size * image_size)
+    if beyond:
+        raise ShardSetError(f"--image-size {image_size} makes images of {image_size} x {image_size} pixels, "
+                            f"{beyond}.")
     if not 1 <= quality <= 100:
         raise ShardSetError(f"The JPEG quality must be between 1 and 100, not {quality}.")
     if groups_per_shard < 1:
@@ -89,16 +94,24 @@ def _check_options(image_size: int, quality: int, groups_per_shard: int, seed: i
 
 
 def list_folder(folder: Path) -> tuple[list[str], list[SourceImage], list[str]]:
-    """Class names (sorted sub-folders), candidate images in (class, path) order, and other files."""
+    """Class names (sorted sub-folders), candidate images in (class, path) order, and other files.
+
+    Links to folders are followed, each real folder once: a link that leads to a folder already
+    read (a loop, or a second way into a class) is refused, since following it would count its
+    images twice, possibly under another class. A folder that cannot be read is refused too."""
     if not folder.is_dir():
         raise ShardSetError(f"{folder} is not a folder.")
-    classes = sorted(entry.name for entry in folder.iterdir()
-                     if entry.is_dir() and not entry.name.startswith("."))
+    try:
+        classes = sorted(entry.name for entry in folder.iterdir()
+                         if entry.is_dir() and not entry.name.startswith("."))
+    except OSError as error:
+        _unreadable(error)
     if not classes:
         raise ShardSetError(f"{folder} has no class sub-folders; ingest expects FOLDER/CLASS/IMAGE files.")
     candidates, others = [], []
+    seen: dict[str, Path] = {}
     for label, name in enumerate(classes):
-        for path in _files_below(folder / name):
+        for path in _files_below(folder / name, seen):
             relative = path.relative_to(folder).as_posix()
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 candidates.append(SourceImage(path, relative, label))
@@ -107,10 +120,21 @@ def list_folder(folder: Path) -> tuple[list[str], list[SourceImage], list[str]]:
     return classes, candidates, others
 
 
-def _files_below(directory: Path) -> list[Path]:
-    """Every file below a class folder, hidden ones (.DS_Store, .git) left out, sorted by path."""
+def _unreadable(error: OSError) -> None:
+    raise ShardSetError(f"{error.filename} cannot be read ({error.strerror}); fix its permissions or "
+                        "move it out of the folder.") from None
+
+
+def _files_below(directory: Path, seen: dict[str, Path]) -> list[Path]:
+    """Every file below a class folder, hidden ones (.DS_Store, .git) left out, sorted by path;
+    ``seen`` maps the real path of every folder read so far to the path it was read by."""
     files = []
-    for root, folders, names in os.walk(directory, followlinks=True):
+    for root, folders, names in os.walk(directory, followlinks=True, onerror=_unreadable):
+        real = os.path.realpath(root)
+        if real in seen:
+            raise ShardSetError(f"{root} leads to {seen[real]} again through a link; ingest reads each "
+                                "folder once, so remove the link or copy the images.")
+        seen[real] = Path(root)
         folders[:] = [name for name in folders if not name.startswith(".")]
         files.extend(Path(root) / name for name in names if not name.startswith("."))
     return sorted(files, key=lambda path: path.relative_to(directory).as_posix())

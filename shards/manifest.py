@@ -3,19 +3,52 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from common.files import sha256_bytes
 from common.provenance import provenance
-from shards.schema import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, ShardSetError, check_manifest,
-                           record_name)
+from shards.limits import MEMBER_BYTES
+from shards.schema import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, DamagedShardError, JsonNestingError,
+                           ShardSetError, check_manifest, parse_json, record_name)
 
 RECORD_FIELDS = ("name", "groups", "bytes", "sha256", "first_anchor", "last_anchor")
+READ_SCHEMES = ("http", "https")  # besides local folders; pipe: only when the user allows it
+PIPE = "pipe:"
 
 
 def is_remote(location: str) -> bool:
-    return "://" in location or location.startswith("pipe:")
+    return "://" in location or location.startswith(PIPE)
+
+
+def check_location(location: str, allow_pipe: bool = False) -> None:
+    """Refuse a set location that is neither a folder nor an http(s) URL: a ``pipe:`` location is
+    a shell command that webdataset runs, so it is read only when the user allows it."""
+    if location.startswith(PIPE):
+        if not allow_pipe:
+            raise ShardSetError(f"{location!r} is a pipe: location, which would run a shell command; a shard "
+                                "set is read from a folder or an http(s):// URL unless --allow-pipe is given.")
+        return
+    scheme, separator, _ = location.partition("://")
+    if separator and scheme.lower() not in READ_SCHEMES:
+        raise ShardSetError(f"{location} uses the {scheme}:// scheme; a shard set is read from a folder or "
+                            "an http(s):// URL.")
+
+
+def local_file(location: str, name: str) -> Path:
+    """A file of a local set, checked before it is opened: a regular file (a FIFO would block a
+    reader for ever) whose real path lies inside the set's folder (no link out of the set).
+    Raises FileNotFoundError when it is absent, DamagedShardError otherwise."""
+    folder, path = Path(location), Path(location) / name
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise DamagedShardError(f"{path} is not a regular file, so it is not read as part of the set.")
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(os.path.realpath(folder)):
+        raise DamagedShardError(f"{path} is a link to {real}, outside the set's folder; a set's files "
+                                 "must lie in its folder.")
+    return path
 
 
 def member_location(location: str, name: str) -> str:
@@ -26,28 +59,44 @@ def member_location(location: str, name: str) -> str:
 
 
 def read_manifest_bytes(location: str) -> bytes:
-    """The raw manifest of a set, from a folder or anything webdataset's gopen can open."""
+    """The raw manifest of a set, from a folder or an http(s) URL (or a pipe: the caller allowed),
+    at most MEMBER_BYTES of it."""
+    limit = MEMBER_BYTES.value
+    where = member_location(location, MANIFEST_NAME)
     if not is_remote(location):
-        path = Path(location) / MANIFEST_NAME
         if not Path(location).is_dir():
             raise ShardSetError(f"No shard set at {location}: the folder does not exist.")
-        if not path.is_file():
+        try:
+            data = _read_at_most(open(local_file(location, MANIFEST_NAME), "rb"), limit)
+        except FileNotFoundError:
             raise ShardSetError(f"No finished shard set at {location}: it has no {MANIFEST_NAME} "
-                                "(an unfinished set gets one when its last shard is written).")
-        return path.read_bytes()
-    from webdataset import gopen
+                                "(an unfinished set gets one when its last shard is written).") from None
+        except OSError as error:
+            raise ShardSetError(f"Could not read {where} ({error.strerror or error}).") from None
+    else:
+        from webdataset import gopen
 
-    try:
-        with gopen(member_location(location, MANIFEST_NAME)) as stream:
-            return stream.read()
-    except Exception as error:  # gopen raises whatever its transport raises
-        raise ShardSetError(f"Could not read {MANIFEST_NAME} at {location} ({error}).") from None
+        try:
+            data = _read_at_most(gopen(where), limit)
+        except Exception as error:  # gopen raises whatever its transport raises
+            raise ShardSetError(f"Could not read {MANIFEST_NAME} at {location} ({error}).") from None
+    if len(data) > limit:
+        raise ShardSetError(f"{where} holds {MEMBER_BYTES.exceeded_by(len(data))}.")
+    return data
+
+
+def _read_at_most(stream: Any, limit: int) -> bytes:
+    """Up to limit + 1 bytes, so that a longer file shows it is one."""
+    with stream:
+        return stream.read(limit + 1)
 
 
 def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     try:
-        manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        manifest = parse_json(data)
+    except JsonNestingError as error:
+        raise ShardSetError(f"{where} is {error}.") from None
+    except ValueError:
         raise ShardSetError(f"{where} is not valid JSON.") from None
     return check_manifest(manifest, where)
 
@@ -58,8 +107,8 @@ def read_record(directory: Path, index: int) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        record = parse_json(path.read_bytes())
+    except ValueError:
         return None  # a record is written atomically, so this is foreign damage: rewrite the shard
     return record if isinstance(record, dict) else None
 

@@ -1,8 +1,7 @@
 """Opening a shard set and streaming its groups, two ways.
 
 Whole groups (``ShardSet.shard_groups``, ``iter(shard_set)``; what verify, show and the evaluator
-read): a webdataset pipeline built from its parts, shard list -> tar expansion -> grouping by key
--> schema check, every member read and checked.
+read): shard -> tar expansion -> grouping by key -> schema check, every member read and checked.
 
 Chosen members (``ShardSet.chosen_views``; what the trainer reads): a tar walk that parses only
 each header's name, size, type and checksum and reads only the members a reader uses (the views it
@@ -10,8 +9,11 @@ chose and the class); the others (unchosen views, latents, metadata) are seeked 
 group's member names, its anchor order and the members it reads are checked as the whole-group
 reader checks them.
 
-Only bytes leave the tar: images stay JPEG until a view is chosen, latents load with
-``allow_pickle=False``, and nothing is ever unpickled.
+Only bytes leave the tar: images stay JPEG until a view is chosen, latents load from a checked
+``.npy`` header, and nothing is ever unpickled. Both ways check each shard against its manifest row
+as they stream (``shards.shard_check``, the check verify applies too), open only regular files inside
+the set's folder, and refuse a member, an image or an array whose header declares more than a
+limit allows (``shards.limits``) before reading it.
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ import webdataset as wds
 from webdataset import gopen
 
 from common.files import sha256_bytes
-from shards.manifest import member_location, parse_manifest, read_manifest_bytes
-from shards.schema import (MANIFEST_NAME, CorruptSampleError, Group, group_key, latent_dim_of,
-                           parse_sample)
+from shards.limits import MEMBER_BYTES
+from shards.manifest import (check_location, is_remote, local_file, member_location, parse_manifest,
+                             read_manifest_bytes)
+from shards.schema import (MANIFEST_NAME, CorruptSampleError, DamagedShardError, Group, group_key,
+                           latent_dim_of, oversized_image, parse_sample, view_problem)
+from shards.shard_check import HashingStream, ShardCheck
+from shards.jpeg_header import jpeg_dimensions
 
 ErrorHandler = Callable[[Exception], bool]
 # What a damaged or missing tar raises while webdataset streams it (truncation, garbage, I/O).
@@ -47,6 +53,11 @@ def decode_view(data: bytes, where: str = "The view") -> torch.Tensor:
     UndecodableViewError, its message starting with ``where``, when the bytes do not decode."""
     from torchvision.io import ImageReadMode, decode_jpeg  # 2 s to import; writers never decode
 
+    if jpeg_dimensions(data) is None:  # the decoder would search on for a frame header, unchecked
+        raise UndecodableViewError(f"{where} is not a decodable JPEG (its frame header does not parse).")
+    oversized = oversized_image(data)
+    if oversized:
+        raise CorruptSampleError(f"{where} {oversized}.")
     try:
         return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except RuntimeError as error:  # torchvision reports every kind of corrupt JPEG data this way
@@ -123,16 +134,22 @@ class ShardSet:
     def urls(self) -> list[str]:
         return [member_location(self.location, row["name"]) for row in self.shard_rows]
 
-    def parse(self, sample: dict[str, Any]) -> Group:
-        return parse_sample(sample, self.views, self.latent_dim, self.num_classes)
+    def parse(self, sample: dict[str, Any], strict_views: bool = False) -> Group:
+        return parse_sample(sample, self.views, self.latent_dim, self.num_classes, strict_views)
 
-    def pipeline(self, urls: list[str], handler: ErrorHandler = wds.reraise_exception) -> wds.DataPipeline:
-        """The groups of the given shards, in this process (callers split shards over ranks and
-        workers themselves, by shard index), as an iterable of checked ``Group``. ``handler``
-        decides about a broken tar or sample: ``wds.reraise_exception`` stops, a handler returning
-        True skips it."""
-        return wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=handler),
-                                wds.map(self.parse, handler=handler))
+    def shard_source(self, index: int) -> str:
+        """Where shard ``index`` is read from: its URL, or the absolute path of a regular file inside
+        the set's folder (absolute, so that gopen never takes a colon in a folder's name for a URL
+        scheme). Raises DamagedShardError for any other file, FileNotFoundError when it is absent."""
+        name = self.shard_rows[index]["name"]
+        if is_remote(self.location):
+            return member_location(self.location, name)
+        return os.path.abspath(local_file(self.location, name))
+
+    def open_shard(self, index: int) -> IO[bytes]:
+        """Shard ``index``'s bytes, to be read front to back (see ``shard_source``)."""
+        source = self.shard_source(index)
+        return gopen(source) if is_remote(self.location) else open(source, "rb")
 
     def member_names(self) -> frozenset[str]:
         """What follows the key in the names of every group's members (``0.jpg``, ``cls``, ...)."""
@@ -144,26 +161,29 @@ class ShardSet:
         return frozenset(names)
 
     def chosen_views(self, index: int, choose: Callable[[int], Iterable[int]],
-                     handler: ErrorHandler = wds.reraise_exception) -> Iterator[ChosenViews]:
+                     handler: ErrorHandler = wds.reraise_exception,
+                     check_sha256: bool = False) -> Iterator[ChosenViews]:
         """The groups of shard ``index`` in anchor order, each with only the views
-        ``choose(anchor)`` names and its class; its other members are skipped unread.
+        ``choose(anchor)`` names and its class; its other members are skipped unread (unless
+        ``check_sha256``: then every byte is read and hashed, and the sha256 checked at the end).
 
-        Checked: the tar's headers; that the shard holds the anchors its row lists, in order; that
-        each group has exactly the members the manifest implies; that its chosen views are JPEGs
-        and its class an index. A broken group goes to ``handler`` (True: skip it and go on); a
-        shard that cannot be read or holds other anchors too (True: skip the rest of it);
-        otherwise CorruptSampleError naming the shard (and the sample) is raised."""
+        Checked: the tar's headers; that the shard holds the anchors its row lists, in order, and
+        has the row's size (and sha256); that each group has exactly the members the manifest
+        implies; that its chosen views are JPEGs within the pixel limit and its class an index. A
+        broken group goes to ``handler`` (True: skip it and go on); a damaged shard, as a
+        DamagedShardError (True: skip the rest of it); otherwise the error, naming the shard (and
+        the sample), is raised."""
         url = self.urls[index]
-        items = self._read_chosen(url, self.shard_rows[index], choose)
+        items = self._read_chosen(index, choose, check_sha256)
         try:
             while True:
                 try:
                     item = next(items, None)
-                except CorruptSampleError as error:  # the shard holds other anchors than its row lists
+                except DamagedShardError as error:
                     problem = error
                     break
                 except (TarFormatError, *TAR_ERRORS) as error:
-                    problem = CorruptSampleError(f"shard {url} could not be read ({error_summary(error)}).")
+                    problem = DamagedShardError(f"shard {url} could not be read ({error_summary(error)}).")
                     break
                 if item is None:
                     return
@@ -176,56 +196,55 @@ class ShardSet:
             items.close()  # closes the shard's stream too
         handler(problem)  # whatever it answers, the rest of this shard cannot be trusted
 
-    def _read_chosen(self, url: str, row: dict[str, Any],
-                     choose: Callable[[int], Iterable[int]]) -> Iterator[ChosenViews | CorruptSampleError]:
+    def _read_chosen(self, index: int, choose: Callable[[int], Iterable[int]],
+                     check_sha256: bool) -> Iterator[ChosenViews | CorruptSampleError]:
         """ChosenViews, or the CorruptSampleError of a broken group, in order; raises
-        CorruptSampleError when the anchors differ from the row's, TarFormatError or OSError when
+        DamagedShardError when the shard is not what its row says, TarFormatError or OSError when
         the tar does not read."""
+        url = self.urls[index]
+        check = ShardCheck(self.shard_rows[index], f"shard {url}")
         expected = self.member_names()
         labelled = self.num_classes > 0
-        anchors = iter(range(row["first_anchor"], row["last_anchor"] + 1))
         group: _GroupMembers | None = None
-        with TarReader(gopen(url)) as tar:
+        stream = gopen(self.shard_source(index))
+        hashing = HashingStream(stream, url) if check_sha256 else None
+        with TarReader(hashing or stream) as tar:
             for name in tar:
                 key, _, suffix = name.partition(".")
                 if group is None or key != group.key:
                     if group is not None:
                         yield group.finish(expected, self.num_classes)
-                    anchor = next(anchors, None)
-                    if anchor is None or key != group_key(anchor):
-                        place = f"anchor {anchor}" if anchor is not None else "the end of the shard"
-                        raise CorruptSampleError(f"shard {url} holds sample {key} where the manifest "
-                                                 f"puts {place}.")
+                    anchor = check.next_anchor(key, f"sample {key}")
                     chosen = list(choose(anchor))
                     wanted = {f"{view}.jpg" for view in chosen} | ({"cls"} if labelled else set())
                     group = _GroupMembers(key, anchor, chosen, wanted, url)
                 group.add(suffix, tar)
-        if group is not None:
-            yield group.finish(expected, self.num_classes)
-        missing = next(anchors, None)
-        if missing is not None:  # a tar cut at a member boundary reads as a shorter, intact one
-            raise CorruptSampleError(f"shard {url} ends before anchor {missing}, which the manifest puts in it.")
+            if group is not None:
+                yield group.finish(expected, self.num_classes)
+            check.check_end()
+            if hashing is not None:
+                hashing.drain()
+                check.check_bytes(hashing.size, hashing.sha256.hexdigest())
+            else:
+                check.check_bytes(tar.end, None)
 
     def shard_groups(self, index: int) -> Iterator[Group]:
         """The groups of shard ``index``, in this process alone; raises CorruptSampleError with one
-        sentence when the shard cannot be read or does not hold the anchors its row lists."""
-        row, url = self.shard_rows[index], self.urls[index]
-        hint = f"python -m shards verify {self.location} names every damaged shard"
-        expected = iter(range(row["first_anchor"], row["last_anchor"] + 1))
+        sentence when a group breaks the schema, DamagedShardError when the shard cannot be read or
+        is not what its row says (anchors, size)."""
+        url = self.urls[index]
+        hint = f"; python -m shards verify {self.location} names every damaged shard"
+        check = ShardCheck(self.shard_rows[index], f"shard {url}", hint)
         try:
-            for group in self.pipeline([url]):
-                anchor = next(expected, None)
-                if group.anchor != anchor:
-                    place = f"anchor {anchor}" if anchor is not None else "the end of the shard"
-                    raise CorruptSampleError(f"shard {url} holds anchor {group.anchor} where the manifest "
-                                             f"puts {place}; {hint}.")
-                yield group
-        except TAR_ERRORS as error:
-            raise CorruptSampleError(f"shard {url} could not be read ({error_summary(error)}); {hint}.") from None
-        missing = next(expected, None)
-        if missing is not None:  # a tar cut at a member boundary reads as a shorter, intact one
-            raise CorruptSampleError(f"shard {url} ends before anchor {missing}, which the manifest puts "
-                                     f"in it; {hint}.")
+            with TarReader(self.open_shard(index)) as tar:
+                for sample in tar_samples(tar, url):
+                    group = self.parse(sample)
+                    check.next_anchor(group_key(group.anchor), f"anchor {group.anchor}")
+                    yield group
+                check.check_end()
+                check.check_bytes(tar.end, None)
+        except (TarFormatError, *TAR_ERRORS) as error:
+            raise DamagedShardError(f"shard {url} could not be read ({error_summary(error)}){hint}.") from None
 
     def __iter__(self) -> Iterator[Group]:
         """Every group in anchor order, in this process alone (no node or worker split); raises
@@ -265,8 +284,10 @@ class _GroupMembers:
                         + (f" (missing {missing})" if missing else "")
                         + (f" (unexpected {extra})" if extra else ""))
         views = {view: self.data[f"{view}.jpg"] for view in self.chosen}
-        if not all(image[:2] == b"\xff\xd8" for image in views.values()):
-            return fail("has a view that is not a JPEG")
+        for view, image in views.items():
+            problem = view_problem(view, image)
+            if problem is not None:
+                return fail(problem)
         label = None
         if num_classes:
             text = self.data["cls"].decode("ascii", "replace").strip()
@@ -292,7 +313,8 @@ class TarReader:
     size, the type and the checksum, in a few slices; a member whose data is not read is skipped
     (seeked over when the stream can seek, never copied into a bytes object). Other member types
     (directories, links, pax globals) are passed over. Raises TarFormatError on a bad checksum,
-    a malformed size or data that ends early.
+    a malformed size, data that ends early, or a member larger than MEMBER_BYTES (checked from
+    its header, before anything of it is read).
     """
 
     def __init__(self, stream: IO[bytes]):
@@ -313,7 +335,7 @@ class TarReader:
         next_size: int | None = None
         while True:
             self._skip(self._unread)
-            header = self._read_exact(TAR_BLOCK, "a header", allow_end=True)
+            header = self._read_exact(TAR_BLOCK, allow_end=True)
             if not header and self.position == 0:
                 raise TarFormatError("empty file")
             if not header or header == _END_OF_ARCHIVE:
@@ -321,14 +343,14 @@ class TarReader:
             at = self.position - TAR_BLOCK
             self._check_checksum(header, at)
             kind = header[156:157]
-            size = _header_number(header[124:136], "size", at)
+            size = _checked_size(_header_number(header[124:136], "size", at), at)
             self._size, self._unread = size, size + (-size % TAR_BLOCK)
             if kind == b"L":  # GNU long name: the next member's name is this member's data
                 next_name = self.read().split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif kind == b"x":  # pax extended header: path and size of the next member
                 records = _pax_records(self.read())
                 next_name = records.get("path", next_name)
-                next_size = int(records["size"]) if "size" in records else next_size
+                next_size = _checked_size(_pax_size(records["size"]), at) if "size" in records else next_size
             elif kind in _FILE_TYPES:
                 if next_size is not None:
                     self._size, self._unread = next_size, next_size + (-next_size % TAR_BLOCK)
@@ -340,15 +362,15 @@ class TarReader:
 
     def read(self) -> bytes:
         """The current member's data (once)."""
-        data = self._read_exact(self._size, "a member's data")
+        data = self._read_exact(self._size)
         self._unread -= self._size
         self._size = 0
         return data
 
-    def _read_exact(self, size: int, what: str, allow_end: bool = False) -> bytes:
+    def _read_exact(self, size: int, allow_end: bool = False) -> bytes:
         data = self.stream.read(size) if size else b""
         if len(data) != size and not (allow_end and not data):
-            raise TarFormatError(f"unexpected end of data in {what} at byte {self.position}")
+            raise TarFormatError("unexpected end of data")
         self.position += len(data)
         return data
 
@@ -357,12 +379,12 @@ class TarReader:
             return
         if self.end is not None:
             if self.position + size > self.end:
-                raise TarFormatError(f"unexpected end of data in a member at byte {self.position}")
+                raise TarFormatError("unexpected end of data")
             self.stream.seek(size, io.SEEK_CUR)
             self.position += size
         else:
             while size:
-                size -= len(self._read_exact(min(size, 1 << 20), "a member's data"))
+                size -= len(self._read_exact(min(size, 1 << 20)))
         self._unread = 0
 
     @staticmethod
@@ -396,6 +418,39 @@ def _header_number(field: bytes, what: str, at: int) -> int:
         raise TarFormatError(f"malformed {what} in the header at byte {at}") from None
 
 
+def _checked_size(size: int, at: int) -> int:
+    beyond = MEMBER_BYTES.exceeded_by(size)
+    if beyond:
+        raise TarFormatError(f"the member at byte {at} declares {size} bytes, {beyond}")
+    return size
+
+
+def _pax_size(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise TarFormatError("malformed size in a pax header") from None
+
+
+def tar_samples(tar: TarReader, source: str) -> Iterator[dict[str, Any]]:
+    """The tar's members grouped into samples as webdataset groups them: consecutive members
+    whose names share the part before the first dot (the key); each sample is
+    ``{"__key__": key, "__url__": source, suffix: data, ...}``. A suffix met twice in one group
+    raises CorruptSampleError."""
+    sample: dict[str, Any] | None = None
+    for name in tar:
+        key, _, suffix = name.partition(".")
+        if sample is None or key != sample["__key__"]:
+            if sample is not None:
+                yield sample
+            sample = {"__key__": key, "__url__": source}
+        if suffix in sample:
+            raise CorruptSampleError(f"shard {source}: sample {key} has member {suffix} twice")
+        sample[suffix] = tar.read()
+    if sample is not None:
+        yield sample
+
+
 def _header_name(header: bytes) -> str:
     name = header[:100].split(b"\0", 1)[0]
     if header[257:263] == b"ustar\0" and header[345]:  # POSIX ustar: a prefix holds the name's start
@@ -418,9 +473,11 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
-def open_set(location: str) -> ShardSet:
-    """Open a finished shard set by folder or URL prefix; raises ShardSetError with one clear sentence."""
+def open_set(location: str, allow_pipe: bool = False) -> ShardSet:
+    """Open a finished shard set by folder or http(s) URL prefix (a ``pipe:`` command only when
+    ``allow_pipe``); raises ShardSetError with one clear sentence."""
     location = str(location)
+    check_location(location, allow_pipe)
     data = read_manifest_bytes(location)
     manifest = parse_manifest(data, member_location(location, MANIFEST_NAME))
     return ShardSet(location=location, manifest=manifest, manifest_sha256=sha256_bytes(data))

@@ -16,6 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from common.errors import UserError
+from shards.jpeg_header import jpeg_dimensions
+from shards.limits import IMAGE_PIXELS, MEMBER_BYTES, VIEWS
 
 FORMAT_NAME = "genviews-shards"
 FORMAT_VERSION = 1
@@ -33,6 +35,11 @@ class ShardSetError(UserError):
 
 class CorruptSampleError(ShardSetError):
     """One sample of a shard breaks the schema."""
+
+
+class DamagedShardError(CorruptSampleError):
+    """A whole shard cannot be trusted: unreadable, not a regular file of the set, or not what its
+    manifest row says (anchors, size, sha256)."""
 
 
 def shard_name(index: int) -> str:
@@ -84,11 +91,13 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def parse_sample(sample: dict[str, Any], views: int, latent_dim: int | None,
-                 num_classes: int) -> Group:
+                 num_classes: int, strict_views: bool = False) -> Group:
     """Turn a webdataset sample (member extension -> bytes) into a checked Group.
 
     ``latent_dim`` is None for sets without latents; ``num_classes`` is 0 for unlabelled sets.
     Raises CorruptSampleError naming the shard and key when a member is missing or malformed.
+    ``strict_views`` also refuses views whose frame header does not parse (verify, which decodes
+    nothing, so that it flags what a decoding reader refuses).
     """
     key = sample.get("__key__", "?")
     source = sample.get("__url__", "?")
@@ -110,17 +119,13 @@ def parse_sample(sample: dict[str, Any], views: int, latent_dim: int | None,
                    + (f" (missing {missing})" if missing else "")
                    + (f" (unexpected {extra})" if extra else ""))
     images = [bytes(sample[f"{v}.jpg"]) for v in range(views)]
-    if not all(image[:2] == b"\xff\xd8" for image in images):
-        raise fail("has a view that is not a JPEG")
+    for view, image in enumerate(images):
+        problem = view_problem(view, image, strict_views)
+        if problem is not None:
+            raise fail(problem)
     latents = None
     if latent_dim is not None:
-        try:
-            latents = np.lib.format.read_array(io.BytesIO(sample["latents.npy"]), allow_pickle=False)
-        except (ValueError, EOFError) as error:  # read_array takes .npy alone, never a zip or pickle
-            raise fail(f"has unreadable latents ({error})") from None
-        if latents.dtype != np.float32 or latents.shape != (views, latent_dim):
-            raise fail(f"has latents {latents.dtype}{list(latents.shape)}; "
-                       f"expected float32[{views}, {latent_dim}]")
+        latents = read_latents(bytes(sample["latents.npy"]), (views, latent_dim), fail)
     label = None
     if num_classes:
         text = bytes(sample["cls"]).decode("ascii", "replace").strip()
@@ -128,11 +133,74 @@ def parse_sample(sample: dict[str, Any], views: int, latent_dim: int | None,
             raise fail(f"has class {text!r}, not an index below {num_classes}")
         label = int(text)
     try:
-        meta = json.loads(bytes(sample["json"]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = parse_json(bytes(sample["json"]))
+    except JsonNestingError as error:
+        raise fail(f"has metadata {error}") from None
+    except ValueError:
         raise fail("has metadata that is not JSON") from None
     return Group(anchor=int(key), views=images, latents=latents, label=label, meta=meta,
                  source=str(source))
+
+
+def view_problem(view: int, image: bytes, strict: bool = False) -> str | None:
+    """What makes view ``view`` of a group unsafe to decode, judged from its first bytes and its
+    frame header alone, or None. A header that does not parse is left to the decoder to report,
+    unless ``strict``."""
+    if image[:2] != b"\xff\xd8":
+        return "has a view that is not a JPEG"
+    if strict and jpeg_dimensions(image) is None:
+        return f"has view {view}, whose JPEG frame header does not parse, so it does not decode"
+    size = oversized_image(image)
+    return f"view {view} {size}" if size else None
+
+
+def oversized_image(image: bytes) -> str | None:
+    """``declares W x H pixels, more than the limit ...`` for a JPEG past the pixel bound, else None."""
+    dimensions = jpeg_dimensions(image)
+    if dimensions is None:
+        return None
+    width, height = dimensions
+    beyond = IMAGE_PIXELS.exceeded_by(width * height)
+    return f"declares {width} x {height} pixels, {beyond}" if beyond else None
+
+
+def read_latents(data: bytes, shape: tuple[int, int], fail: Callable[[str], Exception]) -> np.ndarray:
+    """A group's float32 latents of ``shape``, checked from the ``.npy`` header before any array
+    is made: a header may declare any shape, and numpy allocates what it declares. Raises
+    ``fail(problem)``; nothing is ever unpickled."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        declared, fortran_order, dtype = read_header(stream)
+    except ValueError as error:  # not an .npy file (a zip, a pickle), or a malformed header
+        raise fail(f"has unreadable latents ({error})") from None
+    if dtype.hasobject:
+        raise fail("has unreadable latents (they hold Python objects, which a reader never unpickles)")
+    if dtype != np.float32 or tuple(declared) != shape:
+        raise fail(f"has latents {dtype}{list(declared)}; expected float32[{shape[0]}, {shape[1]}]")
+    body = data[stream.tell():]
+    if len(body) != 4 * shape[0] * shape[1]:
+        raise fail(f"has latents of {len(body)} bytes; float32[{shape[0]}, {shape[1]}] takes "
+                   f"{4 * shape[0] * shape[1]}")
+    values = np.frombuffer(body, dtype=np.float32)
+    return (values.reshape(shape[::-1]).T if fortran_order else values.reshape(shape)).copy()
+
+
+class JsonNestingError(ValueError):
+    """JSON nested more deeply than the parser recurses."""
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON text from a set (manifest, record, group metadata). Raises JsonNestingError for text
+    nested too deeply, ValueError for text that is not JSON."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("not JSON") from None
+    except RecursionError:  # the parser recurses once per level; a crafted file nests a million
+        raise JsonNestingError("nested more deeply than a reader follows") from None
 
 
 def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
@@ -150,6 +218,7 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     if manifest["kind"] not in KINDS:
         raise ShardSetError(f"{where} has kind {manifest['kind']!r}; expected one of {list(KINDS)}.")
     check_fields(manifest, where)
+    check_bounds(manifest, where)
     check_shard_rows(manifest, where)
     return manifest
 
@@ -182,6 +251,23 @@ def check_fields(manifest: dict[str, Any], where: str) -> None:
             raise ShardSetError(f"{where} has a malformed {name} field: it must be {expected}.")
 
 
+def check_bounds(manifest: dict[str, Any], where: str) -> None:
+    """Refuse counts whose memory a reader would allocate before it could see they are false,
+    each in one sentence naming its limit."""
+    groups, views, size = manifest["groups"], manifest["views"], manifest["image"]["size"]
+    if groups >= 10**KEY_DIGITS:
+        raise ShardSetError(f"{where} says the set has {groups} groups; anchor keys have {KEY_DIGITS} digits, "
+                            f"so a set holds at most {10**KEY_DIGITS - 1}.")
+    latent_dim = latent_dim_of(manifest) or 0
+    claims = [(f"says each group has {views} views", lambda: VIEWS.exceeded_by(views)),
+              (f"says its images are {size} x {size} pixels", lambda: IMAGE_PIXELS.exceeded_by(size * size)),
+              (f"says each group's latents are float32[{views}, {latent_dim}]",
+               lambda: MEMBER_BYTES.exceeded_by(4 * views * latent_dim))]
+    for claim, beyond in claims:
+        if beyond():
+            raise ShardSetError(f"{where} {claim}, {beyond()}.")
+
+
 def _is_count(value: Any, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
@@ -206,6 +292,12 @@ def check_shard_rows(manifest: dict[str, Any], where: str) -> None:
     if next_anchor != manifest["groups"]:
         raise ShardSetError(f"{where} says the set has {manifest['groups']} groups but its shards hold "
                             f"{next_anchor}.")
+    per_shard = manifest["groups_per_shard"]
+    for index, (row, anchors) in enumerate(zip(rows, shard_anchors(manifest["groups"], per_shard))):
+        if row["name"] != shard_name(index) or row["groups"] != len(anchors) or row["bytes"] < 0:
+            raise ShardSetError(f"{where} lists {row['name']} ({row['groups']} groups, {row['bytes']} bytes) "
+                                f"where a set of {per_shard} groups per shard has {shard_name(index)} with "
+                                f"{len(anchors)} groups.")
 
 
 def _is_shard_row(row: Any) -> bool:

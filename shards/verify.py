@@ -1,26 +1,22 @@
 """Checking a finished shard set against its manifest: every shard's bytes, hash, groups and samples.
 
-Each shard is read once as a stream: the bytes feed the sha256 while webdataset's own tar iterator
-and key grouping (the reader's stages) split them into samples, which go through the reader's
-schema check. Nothing is decoded beyond that check, and nothing is unpickled.
+Each shard is read once as a stream through the readers' own stages (tar expansion with its
+member-size bound, grouping by key, the schema check, the shard check against its row), while
+the bytes feed the sha256. Nothing is decoded beyond that check (view frame headers are parsed,
+so a view a decoding reader would refuse is flagged), and nothing is unpickled.
 """
 
 from __future__ import annotations
 
-import hashlib
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any
 
 from tqdm import tqdm
-from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from shards.manifest import is_remote, member_location
-from shards.reader import ShardSet, error_summary, open_set
-from shards.schema import CorruptSampleError
-
-READ_BLOCK = 1 << 20
+from shards.reader import TAR_ERRORS, ShardSet, TarFormatError, TarReader, error_summary, open_set, tar_samples
+from shards.schema import CorruptSampleError, DamagedShardError
+from shards.shard_check import AnchorOutOfPlace, HashingStream, ShardCheck
 
 
 @dataclass
@@ -42,99 +38,56 @@ class VerifyReport:
         return not self.problems
 
 
-class _HashingReader:
-    """A read-only stream wrapper that hashes and counts what passes through it."""
-
-    def __init__(self, stream: BinaryIO, name: str):
-        self.stream = stream
-        self.name = name
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        self.sha256.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        """Read what the tar parser left (end-of-archive padding, or bytes after an error)."""
-        while self.read(READ_BLOCK):
-            pass
-
-    def __str__(self) -> str:  # webdataset appends the stream to its error messages
-        return self.name
-
-
-def verify_set(location: str | Path, progress: bool = False) -> VerifyReport:
+def verify_set(location: str | Path, progress: bool = False, allow_pipe: bool = False) -> VerifyReport:
     """Check every shard of a finished set; manifest errors raise ShardSetError, shard damage is reported."""
-    shard_set = open_set(str(location))
+    shard_set = open_set(str(location), allow_pipe)
     rows = shard_set.shard_rows
     report = VerifyReport(location=shard_set.location, set_id=str(shard_set.manifest.get("set_id", "?")),
                           groups=shard_set.groups, shards=len(rows))
-    for row in tqdm(rows, desc="verify", unit="shard", disable=not progress):
-        message = _check_shard(shard_set, row)
+    for index in tqdm(range(len(rows)), desc="verify", unit="shard", disable=not progress):
+        message = _check_shard(shard_set, index)
         if message is not None:
-            report.problems.append(ShardProblem(row["name"], message))
+            report.problems.append(ShardProblem(rows[index]["name"], message))
     return report
 
 
-
-def _open_shard(location: str, name: str) -> BinaryIO:
-    url = member_location(location, name)
-    if is_remote(location):
-        from webdataset import gopen
-
-        return gopen(url)
-    return open(url, "rb")
-
-
-def _check_shard(shard_set: ShardSet, row: dict[str, Any]) -> str | None:
-    """The first problem of one shard as a line naming it, or None when it matches its row."""
+def _check_shard(shard_set: ShardSet, index: int) -> str | None:
+    """The first problem of one shard as a line naming it, or None when it matches its row: its
+    size and sha256 first (they say whether the bytes are the sender's), then its content."""
+    row = shard_set.shard_rows[index]
     name = row["name"]
-
-    def problem(text: str) -> str:
-        return f"shard {name}: {text}"
-
+    check = ShardCheck(row, f"shard {name}:")
     try:
-        stream = _open_shard(shard_set.location, name)
+        stream = shard_set.open_shard(index)
     except FileNotFoundError:
-        return problem("is missing.")
+        return f"shard {name}: is missing."
+    except DamagedShardError as error:
+        return f"shard {name}: {error}"
     except Exception as error:  # a remote transport raises whatever it raises
-        return problem(f"could not be opened ({error_summary(error)}).")
-    with stream:
-        reader = _HashingReader(stream, name)
-        anchors: list[int] = []
-        content_problem = None
+        return f"shard {name}: could not be opened ({error_summary(error)})."
+    reader = HashingStream(stream, name)
+    content_problem = None
+    with TarReader(reader) as tar:
         try:
-            for sample in _samples(reader):
-                anchors.append(shard_set.parse(sample).anchor)
+            for sample in tar_samples(tar, name):
+                group = shard_set.parse(sample, strict_views=True)
+                check.next_anchor(sample["__key__"], f"anchor {group.anchor}")
+            check.check_end()
+        except AnchorOutOfPlace as error:
+            content_problem = _out_of_place(error, row)
         except CorruptSampleError as error:
             content_problem = str(error)
-        except (tarfile.TarError, EOFError, OSError, ValueError) as error:
-            content_problem = problem(f"is not a readable tar ({error_summary(error)}).")
+        except (TarFormatError, *TAR_ERRORS) as error:
+            content_problem = f"shard {name}: is not a readable tar ({error_summary(error)})."
         reader.drain()
-    if reader.size != row["bytes"]:
-        return problem(f"is {reader.size} bytes; the manifest says {row['bytes']} (truncated or replaced).")
-    if reader.sha256.hexdigest() != row["sha256"]:
-        return problem("has a sha256 that differs from the manifest (its bytes were changed).")
-    if content_problem is not None:
-        return content_problem
-    return _anchor_problem(anchors, row, problem)
+    try:
+        check.check_bytes(reader.size, reader.sha256.hexdigest())
+    except DamagedShardError as error:
+        return str(error)
+    return content_problem
 
 
-def _samples(reader: _HashingReader) -> Iterator[dict[str, Any]]:
-    """The shard's samples, split and grouped exactly as the reader's webdataset stages do."""
-    files = ({**member, "__url__": reader.name} for member in tar_file_iterator(reader))
-    return group_by_keys(files)
-
-
-def _anchor_problem(anchors: list[int], row: dict[str, Any], problem: Callable[[str], str]) -> str | None:
-    if len(anchors) != row["groups"]:
-        return problem(f"holds {len(anchors)} groups; the manifest says {row['groups']}.")
-    expected = list(range(row["first_anchor"], row["last_anchor"] + 1))
-    if anchors != expected:
-        position = next(i for i, (got, want) in enumerate(zip(anchors, expected)) if got != want)
-        return problem(f"holds anchor {anchors[position]} where anchor {expected[position]} belongs "
-                       f"(anchors must run {row['first_anchor']}..{row['last_anchor']} in order).")
-    return None
+def _out_of_place(error: AnchorOutOfPlace, row: dict[str, Any]) -> str:
+    where = f"anchor {error.expected} belongs" if error.expected is not None else "the shard should end"
+    return (f"shard {row['name']}: holds {error.found} where {where} (anchors must run "
+            f"{row['first_anchor']}..{row['last_anchor']} in order).")

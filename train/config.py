@@ -6,15 +6,19 @@ from pathlib import Path
 from typing import Any, Callable, Collection
 
 import click
-import yaml
 
 from common.errors import UserError
+from common.numbers import FiniteFloatRange, WholeNumberRange, seed_range
+from common.yaml_files import YamlFileError, read_yaml
 from train.models import BACKBONES
 from train.optim import OPTIMIZERS, WARMUP_SYNTAX, OptimizerConfigError, Warmup, parse_warmup
 
 METHODS = ("simclr", "supcon", "multipos")
 DEFAULT_EPOCHS = 100
 DEFAULT_WARMUP = "0.05"
+# Bounds far above any useful run, so that a typo is refused before it becomes a huge allocation.
+MAX_CROP_SIZE = 2048
+MAX_PROJECTION_DIM = 16384
 # Options that may change between a run and its --resume without changing what is trained.
 OPERATIONAL = frozenset({"config", "resume", "workers", "log_every", "save_every", "out",
                          "progress", "skip_corrupt"})
@@ -43,18 +47,39 @@ def load_yaml_defaults(ctx: click.Context, param: click.Parameter, path: Path | 
     if path is None:
         return None
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise click.BadParameter(f"cannot read {path} ({str(error).splitlines()[0]}).") from None
+        values = read_yaml(Path(path)) or {}
+    except YamlFileError as error:
+        raise click.BadParameter(str(error)) from None
     if not isinstance(values, dict):
         raise click.BadParameter(f"{path} must hold a mapping of option names to values.")
-    known = {option.name for option in ctx.command.params}
+    known = {option.name: option for option in ctx.command.params}
     values = {str(key).replace("-", "_"): value for key, value in values.items()}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise click.BadParameter(f"{path} has unknown options {unknown}.")
+    values = {name: yaml_value(known[name], value, path) for name, value in values.items()}
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path
+
+
+def yaml_value(option: click.Parameter, value: Any, path: Path) -> Any:
+    """An option's value from --config as click takes it: one value of the kind the option reads
+    (a list of them for a repeatable option, where one value is a list of one). Anything else is
+    refused in one sentence: click would read a mapping's keys as values, cut a string into its
+    characters, or fail with a traceback on a number given to a flag or a list given to a path."""
+    if value is None:  # the option's own default
+        return None
+    if isinstance(option.type, click.types.BoolParamType):
+        kinds, wanted = (bool,), "true or false"
+    elif isinstance(option.type, (click.types.IntParamType, click.types.FloatParamType, WarmupType)):
+        kinds, wanted = (int, float, str), "a number"
+    else:
+        kinds, wanted = (str,), "text"
+    items = value if option.multiple and isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, kinds) or (isinstance(item, bool) and bool not in kinds):
+            raise click.BadParameter(f"{path} gives {option.name} the value {item!r}, which is not {wanted}.")
+    return items if option.multiple else value
 
 
 def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,37 +98,37 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Encoder, trained from scratch: torchvision ResNets, or convnet-small for CPU-scale runs."),
         click.option("--small-images/--imagenet-stem", default=None,
                      help="3x3 stride-1 stem without max-pool [default: on for crops of 64 px and less]."),
-        click.option("--projection-dim", type=click.IntRange(1), default=128,
+        click.option("--projection-dim", type=WholeNumberRange(1, MAX_PROJECTION_DIM), default=128,
                      help="Output size of the projection MLP."),
-        click.option("--views", type=click.IntRange(2), default=2,
+        click.option("--views", type=WholeNumberRange(2), default=2,
                      help="Views per sample M: the anchor and M-1 positives (simclr takes 2, multipos more)."),
-        click.option("--crop-size", type=click.IntRange(8), default=None,
+        click.option("--crop-size", type=WholeNumberRange(8, MAX_CROP_SIZE), default=None,
                      help="RandomResizedCrop output size [default: the image size of the sets, the smallest "
                           "if they differ]."),
-        click.option("--crop-min-scale", type=click.FloatRange(0.01, 1.0), default=0.2,
+        click.option("--crop-min-scale", type=FiniteFloatRange(0.01, 1.0), default=0.2,
                      help="Smallest crop area as a fraction of the image."),
         click.option("--blur/--no-blur", default=False, help="Add Gaussian blur (p=0.5) to the augmentation."),
-        click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.1,
+        click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=0.1,
                      help="Softmax temperature of the contrastive loss."),
-        click.option("--batch-size", type=click.IntRange(1), default=256, help="Samples per rank per step."),
-        click.option("--epochs", type=click.IntRange(1), default=None,
+        click.option("--batch-size", type=WholeNumberRange(1), default=256, help="Samples per rank per step."),
+        click.option("--epochs", type=WholeNumberRange(1), default=None,
                      help="Training length in epochs, each the sets' groups divided by the global batch "
                           f"[default: {DEFAULT_EPOCHS}, unless --steps is given]."),
-        click.option("--steps", type=click.IntRange(0), default=None,
+        click.option("--steps", type=WholeNumberRange(0), default=None,
                      help="Training length in steps, instead of --epochs: whole epochs run and the last one "
                           "stops at step N, so sets of any size train for the same number of steps (0 saves "
                           "the initial, untrained encoder: a baseline)."),
         click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd",
                      help="SGD with momentum, LARS or AdamW."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
                      help="Peak learning rate per 256 images, scaled by the global batch [default: "
                           f"{_per_optimizer(0)}]."),
-        click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
+        click.option("--weight-decay", type=FiniteFloatRange(min=0), default=None,
                      help=f"Weight decay, not applied to biases and norms [default: {_per_optimizer(1)}]."),
         click.option("--warmup", type=WarmupType(), default=None, metavar="FRACTION|Nsteps|Nepochs",
                      help=f"Linear warm-up before the cosine decay to 0: {WARMUP_SYNTAX}; it must end "
                           f"before the run does [default: {DEFAULT_WARMUP}]."),
-        click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None,
+        click.option("--warmup-epochs", type=FiniteFloatRange(min=0), default=None,
                      help="The same as --warmup Nepochs (kept for older scripts)."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
                      help="bf16 autocast (CUDA only); auto picks bf16 on CUDA and fp32 on CPU."),
@@ -111,12 +136,12 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Use the channels-last memory format on CUDA."),
         click.option("--sync-bn/--no-sync-bn", default=False,
                      help="Synchronise batch-norm statistics across ranks."),
-        click.option("--workers", type=click.IntRange(0), default=4, help="Data-loading processes per rank."),
-        click.option("--seed", type=int, default=0, help="Seed for views, augmentations, shuffling and weights."),
-        click.option("--save-every", type=click.IntRange(0), default=0,
+        click.option("--workers", type=WholeNumberRange(0), default=4, help="Data-loading processes per rank."),
+        click.option("--seed", type=seed_range(), default=0, help="Seed for views, augmentations, shuffling and weights."),
+        click.option("--save-every", type=WholeNumberRange(0), default=0,
                      help="Also keep epoch-NNNN.pt every N epochs (0: never); last.pt is written at every "
                           "epoch's end and at the last step."),
-        click.option("--log-every", type=click.IntRange(1), default=10,
+        click.option("--log-every", type=WholeNumberRange(1), default=10,
                      help="Steps between lines of metrics.jsonl (also one at every epoch's end and the last step)."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt."),
         click.option("--skip-corrupt", is_flag=True,

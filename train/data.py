@@ -12,6 +12,11 @@ rank gets exactly ``loader.steps_per_epoch`` batches, computed from the manifest
 each rank's stream never ends (a rank with fewer shards reads them again); so DDP never waits on a
 rank that ran out. Workers persist across epochs and run ahead into the next one.
 
+Trust: each shard is checked against its manifest row as it streams (anchors, member names and
+sizes, the shard's size); the first time a worker reads a shard it also reads every byte of it and
+checks its sha256, and a shard found damaged is refused (or, with skip_corrupt, skipped and
+counted at every later read).
+
 Randomness: shard order from (seed, epoch, lap, set); view choice from (seed, epoch, lap, set,
 anchor), where a lap is one pass of the epoch's shard order, so views never depend on worker
 order; mixing, shuffling and pixel augmentation from (seed, epoch, rank, worker's part).
@@ -31,7 +36,8 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shards import CorruptSampleError, ShardSetError
-from shards.reader import ChosenViews, decode_group_view
+from shards.reader import ChosenViews, decode_group_view, error_summary
+from shards.schema import DamagedShardError
 from train.augment import AugmentConfig, ViewAugment
 from train.sources import DataConfigError, DataSource, steps_per_epoch
 
@@ -94,8 +100,7 @@ class CorruptDataPolicy:
         if isinstance(error, ShardSetError):
             message = str(error)
         else:
-            detail = error.args[0] if error.args else type(error).__name__
-            message = f"shard {url} could not be read ({detail})."
+            message = f"shard {url} could not be read ({error_summary(error)})."
         if not self.skip:
             raise CorruptSampleError(message) from None
         self.skipped += 1
@@ -129,6 +134,8 @@ class TrainStream(IterableDataset):
         self.world_size = world_size
         self.shuffle_buffer = shuffle_buffer
         self.policy = CorruptDataPolicy(skip_corrupt)
+        self.hashed: set[tuple[int, int]] = set()  # (set, shard) whose sha256 this process checked
+        self.damaged: set[tuple[int, int]] = set()  # (set, shard) found damaged: skipped from then on
         self.epoch_cell = torch.zeros((), dtype=torch.int64).share_memory_()
 
     def __iter__(self) -> Iterator[Batch | StreamFailure]:
@@ -178,15 +185,31 @@ class TrainStream(IterableDataset):
         for shard, lap in shard_reads(len(urls), seed=self.seed, epoch=epoch, set_index=set_index,
                                       rank=self.rank, world_size=self.world_size, worker=worker,
                                       num_workers=num_workers):
-            handler = functools.partial(self.policy.handle, url=urls[shard])
-            choose = functools.partial(self.choose, shard_set.views, epoch, lap, set_index)
             empty_reads += 1
-            for group in shard_set.chosen_views(shard, choose, handler=handler):
-                empty_reads = 0
-                yield set_index, group
+            if (set_index, shard) in self.damaged:
+                self.policy.skipped += 1
+            else:
+                for group in self.shard_groups(set_index, shard, epoch, lap):
+                    empty_reads = 0
+                    yield set_index, group
             if empty_reads >= MAX_EMPTY_READS:
                 raise CorruptSampleError(f"{shard_set.location}: {MAX_EMPTY_READS} shard reads in a row "
                                          "gave no readable group.")
+
+    def shard_groups(self, set_index: int, shard: int, epoch: int, lap: int) -> Iterator[ChosenViews]:
+        """One read of a shard: its groups with their chosen views, the whole shard hashed the first
+        time this process reads it."""
+        shard_set = self.sources[set_index].shard_set
+        read = (set_index, shard)
+
+        def handle(error: Exception) -> bool:
+            if isinstance(error, DamagedShardError):
+                self.damaged.add(read)
+            return self.policy.handle(error, shard_set.urls[shard])
+
+        choose = functools.partial(self.choose, shard_set.views, epoch, lap, set_index)
+        yield from shard_set.chosen_views(shard, choose, handler=handle, check_sha256=read not in self.hashed)
+        self.hashed.add(read)
 
     def choose(self, views_in_group: int, epoch: int, lap: int, set_index: int, anchor: int) -> list[int]:
         return choose_views(views_in_group, self.views, view_rng(self.seed, epoch, lap, set_index, anchor))

@@ -24,7 +24,6 @@ if __package__ in (None, ""):
 
 import click
 import torch
-import yaml
 from click.core import ParameterSource
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -33,6 +32,7 @@ from common.console import reports_errors
 from common.errors import UserError
 from common.files import append_line, make_folder, write_bytes_atomic, write_json_atomic
 from common.provenance import provenance
+from common.yaml_files import dump_yaml
 from train import distributed
 from train.augment import AugmentConfig, normalize
 from train.checkpoint import load_checkpoint, save_checkpoint
@@ -48,6 +48,15 @@ LAST = "last.pt"
 
 class RunError(UserError):
     """The run folder or the options do not allow this run; the message is one sentence."""
+
+
+def diverged_error(first_step: int, step: int, out: Path, saved_step: int | None) -> RunError:
+    """The error that stops a run whose loss turned nan or inf, saying which checkpoint is intact."""
+    when = f"at step {step}" if first_step == step else f"between steps {first_step} and {step}"
+    kept = (f"{out / LAST} still holds step {saved_step}" if saved_step is not None
+            else "no checkpoint was written")
+    return RunError(f"The loss turned nan or inf {when}, so training stopped and {kept}; lower --lr or "
+                    "raise --temperature.")
 
 
 def check_method(config: dict[str, Any], sources: list) -> None:
@@ -92,7 +101,7 @@ def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
 def write_run_records(config: dict[str, Any], sources: list, resumed_step: int) -> None:
     """config.yaml, provenance.json, and metrics.jsonl cut back to the checkpoint's step."""
     out = Path(config["out"])
-    write_bytes_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=True).encode())
+    write_bytes_atomic(out / "config.yaml", dump_yaml(config))
     write_json_atomic(out / "provenance.json", {
         **provenance(["torchrun", "train/main.py", *sys.argv[1:]]),
         "world_size": torch.distributed.get_world_size() if distributed.is_distributed() else 1,
@@ -179,6 +188,10 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     if resume_state:
         optimizer.load_state_dict(resume_state["optimizer"])
         start_epoch, step = resume_state["epoch"], resume_state["step"]
+    saved_step = step if resume_state else None  # the step last.pt holds, named if the loss diverges
+    # Steps whose loss was nan or inf since the last logged step: counted on the device, without a
+    # sync per step, and checked at every logged step, which comes before every checkpoint.
+    nonfinite, checked_step = torch.zeros((), device=device), step
 
     precision = autocast(config, device)
     supervised = config["method"] == "supcon"
@@ -202,10 +215,14 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                                  temperature=config["temperature"], precision=precision,
                                  channels_last=channels_last)
             step += 1
+            nonfinite += (~torch.isfinite(loss)).float()
             window_images += batch.images.shape[0] * batch.images.shape[1] * world
             skipped += batch.skipped
             if step % config["log_every"] == 0 or step % steps_per_epoch == 0 or step == total_steps:
-                mean_loss = distributed.all_reduce_mean(loss.detach()).item()
+                mean_loss, bad_steps = distributed.all_reduce_mean(torch.stack([loss, nonfinite])).tolist()
+                if bad_steps:  # the same reduced value on every rank: all stop together
+                    raise diverged_error(checked_step + 1, step, out, saved_step)
+                checked_step = step
                 elapsed = time.perf_counter() - window_start
                 record = {"step": step, "epoch": epoch, "loss": mean_loss, "lr": lr,
                           "images_per_s": window_images / elapsed,
@@ -225,6 +242,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
             save_checkpoint(out / LAST, state)
             if config["save_every"] and (epoch + 1) % config["save_every"] == 0:
                 save_checkpoint(out / f"epoch-{epoch + 1:04d}.pt", state)
+        saved_step = step
         distributed.barrier()
     progress.close()
     finished = distributed.all_gather_no_grad(torch.tensor([step], device=device)).tolist()

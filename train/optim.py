@@ -107,7 +107,7 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_
 
 
 WARMUP_SYNTAX = "a fraction of the run (0.05), a number of steps (500steps) or a number of epochs (2epochs)"
-_WARMUP = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(steps?|epochs?)?\s*$")
+_WARMUP = re.compile(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(steps?|epochs?)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,8 @@ def parse_warmup(text: Any) -> Warmup:
         raise OptimizerConfigError(f"{str(text)!r} is not {WARMUP_SYNTAX}.")
     amount, unit = float(found.group(1)), (found.group(2) or "run").rstrip("s")
     unit = {"run": "run", "step": "steps", "epoch": "epochs"}[unit]
+    if not math.isfinite(amount):  # 1e400 overflows to inf
+        raise OptimizerConfigError(f"{str(text)!r} is too large to be a warm-up length.")
     if unit == "run" and amount >= 1:
         raise OptimizerConfigError(f"{str(text)!r} is a fraction of the run, which must be below 1; write "
                                    f"{amount:g}epochs or {amount:g}steps for a length.")
@@ -180,7 +182,7 @@ def plan_schedule(*, epochs: int | None, steps: int | None, warmup: Warmup, step
     warmup_steps = warmup.steps(total, steps_per_epoch) if total else 0
     if total and warmup_steps >= total:
         raise OptimizerConfigError(
-            f"--warmup {warmup} is {warmup_steps} steps, which leaves no step of the run's {total} to decay "
+            f"--warmup {warmup} is {warmup_steps:.12g} steps, which leaves no step of the run's {total} to decay "
             f"in; give a shorter warm-up, such as a fraction of the run (--warmup 0.05).")
     return Schedule(total_steps=total, steps_per_epoch=steps_per_epoch, epochs=math.ceil(total / steps_per_epoch),
                     warmup_steps=warmup_steps, peak_lr=scaled_lr(base_lr, global_batch))

@@ -50,14 +50,15 @@ def parse_data_spec(text: str) -> tuple[str, float]:
     return location, weight
 
 
-def open_sources(specs: Sequence[str]) -> list[DataSource]:
-    """Open every ``location[:weight]`` (raises ShardSetError or DataConfigError with one sentence)."""
+def open_sources(specs: Sequence[str], allow_pipe: bool = False) -> list[DataSource]:
+    """Open every ``location[:weight]`` (raises ShardSetError or DataConfigError with one sentence);
+    a ``pipe:`` location, which runs a shell command, only when ``allow_pipe``."""
     if not specs:
         raise DataConfigError("Give at least one shard set to train on.")
     sources = []
     for spec in specs:
         location, weight = parse_data_spec(spec)
-        sources.append(DataSource(open_set(location), weight))
+        sources.append(DataSource(open_set(location, allow_pipe), weight))
     return sources
 
 

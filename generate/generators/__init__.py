@@ -15,9 +15,11 @@ import torch
 from generate.generators import biggan, cgan, deadleaves
 from generate.generators.base import (Factory, Generator, GeneratorError, GeneratorOptions, check_generator,
                                       check_images)
+from generate.generators.runtime import apply_process_settings, check_runtime
 
 REGISTRY: dict[str, Factory] = {
     "deadleaves": deadleaves.make_deadleaves,
+    "deadleaves-camera": deadleaves.make_deadleaves_camera,
     "cgan": cgan.make_cgan,
     **{name: biggan.factory(name) for name in biggan.MODELS},
 }
@@ -29,12 +31,12 @@ __all__ = ["DEFAULT_GENERATOR", "REGISTRY", "Generator", "GeneratorError", "Gene
 
 def make_generator(name: str, options: GeneratorOptions) -> Generator:
     """A registered generator by name, or a plug-in named ``package.module:factory``."""
-    if ":" in name:
-        return make_plugin(name, options)
-    if name not in REGISTRY:
+    if ":" not in name and name not in REGISTRY:
         raise GeneratorError(f"Unknown generator {name!r}; choose one of {', '.join(REGISTRY)} "
                              "or name your own as package.module:factory.")
-    return REGISTRY[name](options)
+    check_runtime(options)
+    apply_process_settings(options)
+    return make_plugin(name, options) if ":" in name else REGISTRY[name](options)
 
 
 class PlugIn:
@@ -49,6 +51,7 @@ class PlugIn:
         self.resolution: int = generator.resolution
         self.class_names: list[str] | None = getattr(generator, "class_names", None)
         self.weights_sha256: str | None = getattr(generator, "weights_sha256", None)
+        self.precision: str | None = getattr(generator, "precision", None)
         self.device = getattr(generator, "device", None)
         if self.device is None and isinstance(generator, torch.nn.Module):
             self.device = next(generator.parameters(), torch.empty(0)).device
@@ -56,6 +59,8 @@ class PlugIn:
     def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
         try:
             images = self.generator(latents, classes)
+        except torch.OutOfMemoryError:
+            raise  # not the plug-in's fault: the job reports it with the batch size
         except Exception as error:  # the user's code may raise anything; report it in one sentence
             raise GeneratorError(f"Generator {self.spec!r} failed while rendering "
                                  f"({type(error).__name__}: {error}).") from None

@@ -3,8 +3,8 @@
 A generator exposes ``latent_dim``, ``num_classes`` (0 when unconditional), ``resolution`` and is
 called as ``generator(latents, classes)`` with float32 latents [N, latent_dim] and int64 class
 indices [N] (None when unconditional) on its device, returning uint8 images [N, 3, H, W].
-It may also expose ``class_names`` (one per class), ``weights_sha256`` (recorded in the manifest)
-and ``device``.
+It may also expose ``class_names`` (one per class), ``weights_sha256`` (recorded in the manifest),
+``device`` and ``precision`` (what it renders in: fp32, bf16 or fp16; fp32 when absent).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any, Callable, Protocol
 import torch
 
 from common.errors import UserError
+
+PRECISIONS = ("fp32", "bf16", "fp16")  # what generate.generators.runtime runs a generator in
 
 
 class Generator(Protocol):
@@ -38,6 +40,12 @@ class GeneratorOptions:
     device: torch.device
     truncation: float
     resolution: int | None = None  # the image size asked for; generators that render at any size use it
+    # Numeric precision, one of PRECISIONS; None: fp32, as before precisions existed.
+    precision: str | None = None
+    # CUDA-only speed options (generate.generators.runtime); a generator without a network ignores them.
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    compile: bool = False
 
 
 Factory = Callable[[GeneratorOptions], Generator]
@@ -65,6 +73,10 @@ def check_generator(generator: Any, name: str) -> None:
                               or not all(isinstance(item, str) for item in names)):
         raise GeneratorError(f"Generator {name!r} must have class_names as a list of "
                              f"{generator.num_classes} strings.")
+    precision = getattr(generator, "precision", None)
+    if precision is not None and precision not in PRECISIONS:
+        raise GeneratorError(f"Generator {name!r} must have a precision among {', '.join(PRECISIONS)}, "
+                             f"not {precision!r}.")
     sha = getattr(generator, "weights_sha256", None)
     if sha is not None and not isinstance(sha, str):
         raise GeneratorError(f"Generator {name!r} must have weights_sha256 as a string or None.")

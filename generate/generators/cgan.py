@@ -24,6 +24,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from common.files import sha256_file
 from generate.generators.base import GeneratorError, GeneratorOptions
+from generate.generators.runtime import FULL_PRECISION, autocast, prepare_network
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "generator.pt"
@@ -140,24 +141,29 @@ class CGANGenerator:
     name = "cgan"
 
     def __init__(self, network: ConditionalGenerator, architecture: Architecture,
-                 class_names: list[str], weights_sha256: str, device: torch.device):
-        self.network = network
+                 class_names: list[str], weights_sha256: str, options: GeneratorOptions):
+        self.precision = options.precision or FULL_PRECISION
+        # fp32 is the reference and computes in float64, so that the batch size (which changes
+        # kernels' blocking) cannot change a byte; bf16 and fp16 autocast a float32 network.
+        self.dtype = torch.float64 if self.precision == FULL_PRECISION else torch.float32
+        self.network = network.to(options.device, self.dtype).eval()
+        self.forward = prepare_network(self.network, options)
         self.latent_dim = architecture.latent_dim
         self.num_classes = architecture.num_classes
         self.resolution = architecture.image_size
         self.class_names = class_names
         self.weights_sha256 = weights_sha256
-        self.device = device
+        self.device = options.device
 
     @torch.inference_mode()
     def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
         if classes is None:
             raise GeneratorError("The cgan generator is class-conditional: it needs a class index "
                                  "for every latent.")
-        # Eval-mode batch norm uses stored statistics, so an image depends on its own latent alone;
-        # float64 keeps the batch size (which changes kernels' blocking) from changing a byte.
-        images = self.network(latents.to(self.device, torch.float64), classes.to(self.device))
-        return ((images + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+        # Eval-mode batch norm uses stored statistics, so an image depends on its own latent alone.
+        with autocast(self.precision, self.device):
+            images = self.forward(latents.to(self.device, self.dtype), classes.to(self.device))
+        return ((images.to(self.dtype) + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def make_cgan(options: GeneratorOptions) -> CGANGenerator:
@@ -173,8 +179,7 @@ def make_cgan(options: GeneratorOptions) -> CGANGenerator:
     weights = folder / WEIGHTS_FILE
     network = ConditionalGenerator(architecture)
     load_weights(network, weights)
-    network.to(options.device, torch.float64).eval()
-    return CGANGenerator(network, architecture, class_names, sha256_file(weights), options.device)
+    return CGANGenerator(network, architecture, class_names, sha256_file(weights), options)
 
 
 def read_config(folder: Path) -> tuple[Architecture, list[str]]:

@@ -5,6 +5,12 @@ orientation, proportions and colour come from the latent through one fixed linea
 the normal CDF, and edges are soft (a sigmoid about one pixel wide), so the image is a smooth
 function of the latent: nearby latents give similar images. The class picks the shape family.
 No weights, no download, torch only, any resolution.
+
+``deadleaves-camera`` looks at the same kind of scene through a camera whose zoom, position and
+roll are four more fixed directions of the latent. Each shape has its own position in the latent,
+so no straight line through plain deadleaves' latent zooms or rotates the whole image (every shape
+would move the same way wherever it is); through the camera one does, as it does in a GAN that has
+learned its photographs' framing. Its images differ from plain deadleaves' for the same latent.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ MAPPING_SEED = 20211206
 TRUNCATED_NORMAL_STD = 0.8796
 MIN_SIZE, MAX_SIZE = 0.03, 0.3  # shape radius as a fraction of the image side, drawn log-uniformly
 EDGE_PIXELS = 0.6  # width of the soft edge in pixels
+# deadleaves-camera: its directions come from their own seed, so the shapes' map stays as it is.
+CAMERA_SEED = 20261128
+# Per unit of a camera direction's (standardised) latent coordinate: log zoom, horizontal and
+# vertical shift in image sides, roll in radians. Coordinates reach about +-2.3 at truncation 1.
+CAMERA_SCALES = (0.25, 0.08, 0.08, 0.25)
 
 # A shape family maps local coordinates (u, v), the radius and a proportion in [0, 1] to a signed
 # distance in image units: negative inside, about -radius at the centre.
@@ -94,19 +105,30 @@ def _latent_mapping() -> torch.Tensor:
     return torch.from_numpy(matrix)
 
 
-class DeadLeaves:
-    """Class-conditional dead-leaves images at any resolution; see the module docstring."""
+def _camera_directions() -> torch.Tensor:
+    """The fixed [latent_dim, 4] orthonormal directions of zoom, shift x, shift y and roll."""
+    directions, _ = np.linalg.qr(np.random.default_rng(CAMERA_SEED).standard_normal((LATENT_DIM, 4)))
+    return torch.from_numpy(directions)
 
-    name = "deadleaves"
+
+class DeadLeaves:
+    """Class-conditional dead-leaves images at any resolution, with or without a camera; see the
+    module docstring."""
+
     latent_dim = LATENT_DIM
     num_classes = len(SHAPE_FAMILIES)
     class_names = [name for name, _ in SHAPE_FAMILIES]
     weights_sha256 = None
+    # Whatever precision is asked: there is no matrix work for bf16 to speed up, and soft edges a
+    # pixel wide need float32 coordinates.
+    precision = "fp32"
 
-    def __init__(self, resolution: int, device: torch.device):
+    def __init__(self, resolution: int, device: torch.device, camera: bool = False):
+        self.name = "deadleaves-camera" if camera else "deadleaves"
         self.resolution = resolution
         self.device = device
         self.mapping = _latent_mapping().to(device)
+        self.camera = _camera_directions().to(device) if camera else None
         centres = (torch.arange(resolution, dtype=torch.float32, device=device) + 0.5) / resolution
         self.x = centres.view(1, 1, resolution)
         self.y = centres.view(1, resolution, 1)
@@ -123,14 +145,32 @@ class DeadLeaves:
         # Float64 so that the batch size (which changes the matmul's blocking) cannot change a byte.
         projected = latents.to(self.device, torch.float64) @ self.mapping / TRUNCATED_NORMAL_STD
         params = (0.5 * (1.0 + torch.erf(projected / math.sqrt(2.0)))).float()
+        grid = self._camera_grid(latents) if self.camera is not None else (self.x, self.y, self.edge)
         images = torch.empty(len(latents), 3, self.resolution, self.resolution, device=self.device)
         classes = classes.to(self.device)
         for family in classes.unique().tolist():
             chosen = (classes == family).nonzero().squeeze(1)
-            images[chosen] = self._render(params[chosen], SHAPE_FAMILIES[family][1])
+            where = [part[chosen] for part in grid] if self.camera is not None else grid  # per image
+            images[chosen] = self._render(params[chosen], SHAPE_FAMILIES[family][1], *where)
         return images.clamp(0.0, 1.0)
 
-    def _render(self, params: torch.Tensor, signed_distance: SignedDistance) -> torch.Tensor:
+    def _camera_grid(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where each pixel of each image looks in the scene ([N, H, W] x and y), and the soft
+        edge's width in scene units ([N, 1, 1]): pixels are rotated by the roll and divided by the
+        zoom about the image centre, then shifted, so a walk along one direction zooms (or rolls)
+        about the centre exactly."""
+        coordinates = (latents.to(self.device, torch.float64) @ self.camera / TRUNCATED_NORMAL_STD).float()
+        scales = torch.tensor(CAMERA_SCALES, device=self.device)
+        log_zoom, shift_x, shift_y, roll = (coordinates * scales).unbind(1)
+        zoom = torch.exp(log_zoom)[:, None, None]
+        cos, sin = torch.cos(roll)[:, None, None], torch.sin(roll)[:, None, None]
+        px, py = self.x - 0.5, self.y - 0.5
+        scene_x = (cos * px + sin * py) / zoom + 0.5 + shift_x[:, None, None]
+        scene_y = (cos * py - sin * px) / zoom + 0.5 + shift_y[:, None, None]
+        return scene_x, scene_y, self.edge / zoom
+
+    def _render(self, params: torch.Tensor, signed_distance: SignedDistance, x: torch.Tensor,
+                y: torch.Tensor, edge: float | torch.Tensor) -> torch.Tensor:
         count = len(params)
         background = params[:, -BACKGROUND_PARAMS:]
         shapes = params[:, :-BACKGROUND_PARAMS].view(count, SHAPES_PER_IMAGE, PARAMS_PER_SHAPE)
@@ -146,12 +186,12 @@ class DeadLeaves:
         colour = torch.lerp(tint, _stretch(shapes[:, :, 6:9, 0, 0])[..., None, None], 0.7)
         image = tint[:, 0].expand(count, 3, self.resolution, self.resolution).clone()
         for index in range(SHAPES_PER_IMAGE):
-            dx = self.x - centre_x[:, index]
-            dy = self.y - centre_y[:, index]
+            dx = x - centre_x[:, index]
+            dy = y - centre_y[:, index]
             u = cos[:, index] * dx + sin[:, index] * dy
             v = cos[:, index] * dy - sin[:, index] * dx
             distance = signed_distance(u, v, size[:, index], proportion[:, index])
-            coverage = torch.sigmoid(distance.neg_().div_(self.edge)).unsqueeze(1)
+            coverage = torch.sigmoid(distance.neg_().div_(edge)).unsqueeze(1)
             brightness = (u * shading[:, index]).add_(1.0).unsqueeze(1)
             image.lerp_(colour[:, index] * brightness, coverage)
         return image
@@ -162,10 +202,15 @@ def _stretch(colour: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid((colour - 0.5) * 6.0)
 
 
-def make_deadleaves(options: GeneratorOptions) -> DeadLeaves:
-    refuse_weights("deadleaves", options)
+def make_deadleaves(options: GeneratorOptions, camera: bool = False) -> DeadLeaves:
+    name = "deadleaves-camera" if camera else "deadleaves"
+    refuse_weights(name, options)
     resolution = options.resolution or DEFAULT_RESOLUTION
     if resolution < 8:
-        raise GeneratorError(f"The deadleaves generator needs a resolution of at least 8 pixels, "
+        raise GeneratorError(f"The {name} generator needs a resolution of at least 8 pixels, "
                              f"not {resolution}.")
-    return DeadLeaves(resolution, options.device)
+    return DeadLeaves(resolution, options.device, camera)
+
+
+def make_deadleaves_camera(options: GeneratorOptions) -> DeadLeaves:
+    return make_deadleaves(options, camera=True)

@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from generate.generators import GeneratorOptions, make_generator
+from generate.generators.deadleaves import DeadLeaves
 from generate.generators.cgan import (CONFIG_FILE, WEIGHTS_FILE, Architecture, ConditionalGenerator,
                                       config_document)
 from generate.steer import main as steer_main
@@ -70,6 +71,20 @@ def test_a_fitted_walk_imitates_its_transform_far_better_than_a_random_direction
     assert abs(direction[0]) > 0.9 * (direction ** 2).sum() ** 0.5
     assert 0.7 / 0.15 < direction[0] < 1.3 / 0.15
     assert "random direction" in output and "shiftx" in output
+
+
+def test_deadleaves_through_its_camera_has_a_zoom_and_a_roll_that_walks_find(tmp_path):
+    steer(tmp_path / "walks.pt", "--generator", "deadleaves-camera", "--image-size", 16,
+          "--transforms", "zoom,rotate", "--samples", 640, "--lr", 0.05)
+
+    walks = load_walks(tmp_path / "walks.pt")
+    camera = DeadLeaves(16, CPU, camera=True).camera  # [latent_dim, 4]: zoom, shift x, shift y, roll
+    for row, (name, column) in enumerate([("zoom", 0), ("rotate", 3)]):
+        figures = walks.document["evaluation"][name]
+        assert figures["fitted"] < 0.7 * figures["no_walk"] and figures["fitted"] < 0.7 * figures["random_direction"]
+        direction = torch.as_tensor(walks.directions[row], dtype=torch.float64)
+        # Mostly along the camera's own direction (a random direction's cosine is about 1 / sqrt(128)).
+        assert abs(direction @ camera[:, column]) > 0.5 * direction.norm()
 
 
 def test_a_resumed_fit_ends_with_the_walks_of_an_uninterrupted_one(tmp_path):
