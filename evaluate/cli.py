@@ -9,6 +9,7 @@ from typing import Any, Callable
 import click
 
 from shards import ShardSet
+from shards.cli import allow_pipe_option
 from common.console import exit_with, reports_errors
 from common.numbers import FiniteFloatRange, seed_range
 
@@ -46,6 +47,7 @@ def evaluation_options(train_help: str) -> Callable[[Callable[..., Any]], Callab
                           "CHECKPOINT's folder/eval/features, shared by every metric]."),
         click.option("--progress/--no-progress", default=True,
                      help="Show a progress bar on stderr while features are extracted."),
+        allow_pipe_option,
     ]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,11 +59,11 @@ def evaluation_options(train_help: str) -> Callable[[Callable[..., Any]], Callab
 
 
 def prepare(checkpoint: Path, train_location: str, val_location: str, out: Path | None,
-            metric: str, progress: bool = True) -> Inputs:
+            metric: str, progress: bool = True, allow_pipe: bool = False) -> Inputs:
     """The frozen encoder, both sets checked against it and each other, and their features."""
     encoder = load_frozen_encoder(checkpoint)
-    train_set = open_labelled_set(train_location, encoder)
-    val_set = open_labelled_set(val_location, encoder)
+    train_set = open_labelled_set(train_location, encoder, allow_pipe)
+    val_set = open_labelled_set(val_location, encoder, allow_pipe)
     check_same_classes(train_set, val_set)
     # The cache's file names hash the checkpoint, the set and the crop, so metrics can share it.
     cache = out / "features" if out is not None else checkpoint.parent / "eval" / "features"
@@ -118,13 +120,13 @@ def cli() -> None:
               help="Seed of the held-out split, the low-label draws and the batch order.")
 @reports_errors
 def linear(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool,
-           holdout: float, labels_per_class: int | None, draws: int | None, epochs: int, batch_size: int,
+           allow_pipe: bool, holdout: float, labels_per_class: int | None, draws: int | None, epochs: int, batch_size: int,
            seed: int) -> None:
     if labels_per_class is None and draws is not None:
         raise EvaluationError("--draws needs --labels-per-class, the number of labelled images of each class in "
                               "a draw.")
     metric = "linear" if labels_per_class is None else low_label_metric(labels_per_class)
-    inputs = prepare(checkpoint, train_location, val_location, out, metric, progress)
+    inputs = prepare(checkpoint, train_location, val_location, out, metric, progress, allow_pipe)
     settings = ProbeSettings(epochs=epochs, batch_size=batch_size, holdout=holdout, seed=seed)
     if labels_per_class is None:
         top1, top5, record = evaluate_linear(inputs.train, inputs.val, inputs.train_set.num_classes, settings,
@@ -145,9 +147,9 @@ def linear(checkpoint: Path, train_location: str, val_location: str, out: Path |
 @click.option("--temperature", type=FiniteFloatRange(MIN_TEMPERATURE), default=0.07,
               help="Temperature T of the vote weights exp(similarity / T).")
 @reports_errors
-def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool, k: int,
-        temperature: float) -> None:
-    inputs = prepare(checkpoint, train_location, val_location, out, "knn", progress)
+def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool,
+        allow_pipe: bool, k: int, temperature: float) -> None:
+    inputs = prepare(checkpoint, train_location, val_location, out, "knn", progress, allow_pipe)
     top1, top5, record = evaluate_knn(inputs.train, inputs.val, inputs.train_set.num_classes, k, temperature,
                                       inputs.encoder.device)
     finish("knn", inputs, top1, top5, record)

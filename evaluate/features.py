@@ -82,9 +82,10 @@ def load_frozen_encoder(path: str | Path, device: torch.device | None = None) ->
                          device=device)
 
 
-def open_labelled_set(location: str, encoder: FrozenEncoder) -> ShardSet:
-    """A labelled set whose images have the size the encoder was trained on."""
-    shard_set = open_set(location)
+def open_labelled_set(location: str, encoder: FrozenEncoder, allow_pipe: bool = False) -> ShardSet:
+    """A labelled set whose images have the size the encoder was trained on (``allow_pipe``: a
+    pipe:COMMAND location may run its command)."""
+    shard_set = open_set(location, allow_pipe)
     if shard_set.num_classes == 0:
         raise EvaluationError(f"{location} is unlabelled; evaluation needs class labels (ingest an "
                               "ImageFolder with python -m shards ingest).")

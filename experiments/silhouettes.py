@@ -16,6 +16,7 @@ import click
 import numpy as np
 from PIL import Image, ImageDraw
 
+from common.numbers import seed_range
 from common.console import exit_with
 
 SPLITS = ("train", "test")
@@ -145,7 +146,7 @@ def write_silhouettes(out: Path, train_per_class: int, test_per_class: int, size
 @click.option("--size", type=click.IntRange(8, 1024), default=32, help="Image side in pixels.")
 @click.option("--classes", type=click.IntRange(1, len(SHAPES)), default=len(SHAPES),
               help="Number of shape classes.")
-@click.option("--seed", type=int, default=0, help="Seed; each image comes from (seed, split, class, index).")
+@click.option("--seed", type=seed_range(), default=0, help="Seed; each image comes from (seed, split, class, index).")
 def main(out: Path, train_per_class: int, test_per_class: int, size: int, classes: int,
          seed: int) -> None:
     """Write a labelled ImageFolder of shape silhouettes (the miniature experiment's real data)."""

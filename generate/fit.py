@@ -31,6 +31,7 @@ from PIL import Image, ImageOps
 from torch import nn
 from tqdm import tqdm
 
+from common.numbers import seed_range
 from common.console import reports_errors
 from common.errors import UserError
 from common.files import make_folder, write_bytes_atomic, write_json_atomic
@@ -364,8 +365,8 @@ def check_options(image_size: int, steps: int | None, minutes: float | None,
         raise FitError(f"--image-size must be 32 or 64, not {image_size}.")
     if steps is not None and steps < 1:
         raise FitError(f"--steps must be a positive number of steps, not {steps}.")
-    if minutes is not None and not minutes > 0:
-        raise FitError(f"--minutes must be a positive number of minutes, not {minutes}.")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise FitError(f"--minutes must be a positive, finite number of minutes, not {minutes}.")
     if batch_size < 2 or batch_size % 2:
         raise FitError(f"--batch-size must be an even number of 2 or more (latents come in "
                        f"same-class pairs), not {batch_size}.")
@@ -428,7 +429,7 @@ def save_generator(out: Path, network: ConditionalGenerator, training: GANTraini
 @click.option("--minutes", type=float, default=None,
               help="Training time in all, resumed runs included; stops at whichever of "
                    "--steps and --minutes comes first.")
-@click.option("--seed", type=int, default=0, help="Seed of the initial weights and every sample.")
+@click.option("--seed", type=seed_range(), default=0, help="Seed of the initial weights and every sample.")
 @click.option("--batch-size", type=int, default=64, help="Real and generated images per step.")
 @click.option("--g-width", type=click.IntRange(1), default=40, help="Generator channel width.")
 @click.option("--d-width", type=click.IntRange(1), default=48, help="Discriminator channel width.")

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from common.numbers import seed_range
 from common.console import reports_errors
 from common.errors import UserError
 from common.files import make_folder, write_bytes_atomic
@@ -512,7 +513,7 @@ def fit_walks(generator: Any, name: str, settings: dict[str, Any], directions: D
               help="Latents are truncated normals in [-2, 2] scaled by this, as in python -m generate.")
 @click.option("--classes", default=None,
               help="Classes to sample while fitting: all, imagenet100, a file of indices, or 3,7,207.")
-@click.option("--seed", type=int, default=0, help="Seed of every sample drawn.")
+@click.option("--seed", type=seed_range(), default=0, help="Seed of every sample drawn.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               help="Where the generator runs; auto picks CUDA when present.")
 @click.option("--threads", type=click.IntRange(1), default=1,

@@ -19,7 +19,7 @@ ALLOWED = {
     "experiments": set(PACKAGES),
 }
 THIRD_PARTY = {
-    "common": {"click", "torch"},
+    "common": {"click", "torch", "yaml"},
     "shards": {"click", "numpy", "PIL", "torch", "torchvision", "tqdm", "webdataset"},
 }
 

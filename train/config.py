@@ -10,6 +10,7 @@ import click
 from common.errors import UserError
 from common.numbers import FiniteFloatRange, WholeNumberRange, seed_range
 from common.yaml_files import YamlFileError, read_yaml
+from shards.cli import allow_pipe_option
 from train.models import BACKBONES
 from train.optim import OPTIMIZERS, WARMUP_SYNTAX, OptimizerConfigError, Warmup, parse_warmup
 
@@ -21,7 +22,7 @@ MAX_CROP_SIZE = 2048
 MAX_PROJECTION_DIM = 16384
 # Options that may change between a run and its --resume without changing what is trained.
 OPERATIONAL = frozenset({"config", "resume", "workers", "log_every", "save_every", "out",
-                         "progress", "skip_corrupt"})
+                         "progress", "skip_corrupt", "allow_pipe"})
 
 
 class OptionsError(UserError):
@@ -57,6 +58,9 @@ def load_yaml_defaults(ctx: click.Context, param: click.Parameter, path: Path | 
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise click.BadParameter(f"{path} has unknown options {unknown}.")
+    if "allow_pipe" in values:  # a shared config must not be able to run shell commands
+        raise click.BadParameter(f"{path} sets allow_pipe, which only the command line may give: it lets a "
+                                 "--data location run a shell command.")
     values = {name: yaml_value(known[name], value, path) for name, value in values.items()}
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path
@@ -147,6 +151,7 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--skip-corrupt", is_flag=True,
                      help="Skip and count corrupt samples and shards instead of stopping at the first."),
         click.option("--progress/--no-progress", default=True, help="Show a progress bar on rank 0."),
+        allow_pipe_option,
     ]
     for option in reversed(options):
         command = option(command)

@@ -258,7 +258,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
 @reports_errors
 def main(**params: Any) -> None:
     """Train a contrastive encoder (SimCLR, SupCon, multi-positive) on one or more shard sets."""
-    sources = open_sources(params["data"])
+    sources = open_sources(params["data"], allow_pipe=params["allow_pipe"])
     context = click.get_current_context()
     on_command_line = {name for name in params
                        if context.get_parameter_source(name) is ParameterSource.COMMANDLINE}

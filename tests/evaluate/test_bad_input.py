@@ -123,3 +123,17 @@ def test_report_refuses_a_results_json_built_to_crash_it(tmp_path, case):
     result = evaluate("report", tmp_path / "run")
     assert result.exit_code == 2, result.output
     assert result.stderr == f"error: {results} {message}\n"
+
+
+def test_a_pipe_location_is_read_only_with_allow_pipe(sets, tmp_path):
+    def knn_on(val: str, out: Path, *extra: str) -> Result:
+        return evaluate("knn", "--checkpoint", sets["checkpoint"], "--train", sets["train"], "--val", val,
+                        "--out", out, "--k", 3, "--no-progress", *extra)
+
+    proof = tmp_path / "ran"
+    refused = knn_on(f"pipe:touch {proof}; cat {sets['val']}", tmp_path / "refused")
+    assert refused.exit_code == 2 and not proof.exists() and "--allow-pipe" in refused.output
+
+    allowed = knn_on(f"pipe:cat {sets['val']}", tmp_path / "allowed", "--allow-pipe")
+    assert allowed.exit_code == 0, allowed.output
+    assert (tmp_path / "allowed" / "results.json").is_file()

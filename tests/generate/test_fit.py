@@ -163,6 +163,7 @@ def bad_folders(data, tmp_path) -> dict[str, Path]:
     ("good", ("--image-size", 48), "--image-size must be 32 or 64"),
     ("good", ("--steps", 0), "--steps must be a positive"),
     ("good", ("--minutes", 0), "--minutes must be a positive"),
+    ("good", ("--minutes", "inf"), "--minutes must be a positive, finite"),
 ])
 def test_bad_input_is_refused_in_one_sentence_and_nothing_is_written(folder, options, fragment,
                                                                      data, bad_folders, tmp_path):

@@ -83,3 +83,13 @@ def test_a_pipe_in_a_shared_config_is_refused_without_running_it(tmp_path: Path)
     assert not (tmp_path / "run").exists()
     with pytest.raises(ShardSetError):
         open_set(f"pipe:touch {proof}")
+
+
+def test_a_shared_config_cannot_allow_pipes(tmp_path: Path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"allow_pipe": True, "data": [f"pipe:touch {tmp_path / 'ran'}; echo"]}))
+
+    result = CliRunner().invoke(train_main, ["--config", str(config), "--out", str(tmp_path / "run")])
+
+    assert result.exit_code == 2 and not (tmp_path / "ran").exists()
+    assert "sets allow_pipe, which only the command line may give" in result.output
