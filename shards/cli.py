@@ -37,13 +37,17 @@ def info(location: str, allow_pipe: bool) -> None:
 
 
 @cli.command(short_help="Check every shard against the manifest.",
-             help="Check every shard of a set against its manifest: size, sha256, groups and samples.")
+             help="Check every shard of a set against its manifest: size, sha256, groups and samples, "
+                  "every view decoded as the trainer decodes it.")
 @click.argument("location", metavar="SET")
+@click.option("--decode/--no-decode", default=True,
+              help="Decode every view; --no-decode checks JPEG frame headers only (faster, and misses a "
+                   "view whose body is corrupt).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @allow_pipe_option
 @reports_errors
-def verify(location: str, progress: bool, allow_pipe: bool) -> None:
-    report = verify_set(location, progress=progress, allow_pipe=allow_pipe)
+def verify(location: str, decode: bool, progress: bool, allow_pipe: bool) -> None:
+    report = verify_set(location, progress=progress, allow_pipe=allow_pipe, decode=decode)
     for problem in report.problems:
         click.echo(problem.message)
     if not report.intact:

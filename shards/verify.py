@@ -2,8 +2,9 @@
 
 Each shard is read once as a stream through the readers' own stages (tar expansion with its
 member-size bound, grouping by key, the schema check, the shard check against its row), while
-the bytes feed the sha256. Nothing is decoded beyond that check (view frame headers are parsed,
-so a view a decoding reader would refuse is flagged), and nothing is unpickled.
+the bytes feed the sha256. Every view is decoded as the trainer and evaluate decode it, so verify
+flags whatever they would refuse (``decode=False`` checks frame headers only, for speed), and
+nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from shards.reader import TAR_ERRORS, ShardSet, TarFormatError, TarReader, error_summary, open_set, tar_samples
+from shards.reader import (TAR_ERRORS, ShardSet, TarFormatError, TarReader, decode_group_view, error_summary,
+                           open_set, tar_samples)
 from shards.schema import CorruptSampleError, DamagedShardError
 from shards.shard_check import AnchorOutOfPlace, HashingStream, ShardCheck
 
@@ -38,20 +40,21 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_set(location: str | Path, progress: bool = False, allow_pipe: bool = False) -> VerifyReport:
+def verify_set(location: str | Path, progress: bool = False, allow_pipe: bool = False,
+               decode: bool = True) -> VerifyReport:
     """Check every shard of a finished set; manifest errors raise ShardSetError, shard damage is reported."""
     shard_set = open_set(str(location), allow_pipe)
     rows = shard_set.shard_rows
     report = VerifyReport(location=shard_set.location, set_id=str(shard_set.manifest.get("set_id", "?")),
                           groups=shard_set.groups, shards=len(rows))
     for index in tqdm(range(len(rows)), desc="verify", unit="shard", disable=not progress):
-        message = _check_shard(shard_set, index)
+        message = _check_shard(shard_set, index, decode)
         if message is not None:
             report.problems.append(ShardProblem(rows[index]["name"], message))
     return report
 
 
-def _check_shard(shard_set: ShardSet, index: int) -> str | None:
+def _check_shard(shard_set: ShardSet, index: int, decode: bool) -> str | None:
     """The first problem of one shard as a line naming it, or None when it matches its row: its
     size and sha256 first (they say whether the bytes are the sender's), then its content."""
     row = shard_set.shard_rows[index]
@@ -72,6 +75,8 @@ def _check_shard(shard_set: ShardSet, index: int) -> str | None:
             for sample in tar_samples(tar, name):
                 group = shard_set.parse(sample, strict_views=True)
                 check.next_anchor(sample["__key__"], f"anchor {group.anchor}")
+                for view in range(len(group.views)) if decode else ():
+                    decode_group_view(group, view)
             check.check_end()
         except AnchorOutOfPlace as error:
             content_problem = _out_of_place(error, row)

@@ -12,6 +12,7 @@ from shards.cli import cli
 from shards.schema import MANIFEST_NAME
 from shards.verify import verify_set
 from tests.cli import assert_clean_failure, run_module
+from tests.shards.hostile import read_members, replace_member
 from tests.shards.helpers import (rename_anchor, synthetic_group, synthetic_recipe, write_set,
                                   write_synthetic_set)
 
@@ -134,3 +135,15 @@ def test_missing_set_exits_2(tmp_path: Path):
 
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_a_view_whose_body_does_not_decode_is_named_unless_only_headers_are_checked(intact: Path):
+    shard = intact / "shard-000001.tar"
+    jpeg = dict(read_members(shard))["0000000002.1.jpg"]
+    body = jpeg.index(b"\xff\xda") + 20  # the frame header parses; the image data stops short
+    replace_member(intact, 1, "0000000002.1.jpg", jpeg[:body])  # a sender's shard, its row re-hashed
+
+    report = verify_set(intact)
+    assert [problem.shard for problem in report.problems] == ["shard-000001.tar"]
+    assert "sample 0000000002 view 1 is not a decodable JPEG" in report.problems[0].message
+    assert verify_set(intact, decode=False).intact  # headers alone cannot tell
