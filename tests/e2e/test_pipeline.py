@@ -75,7 +75,7 @@ def test_generate_train_kill_resume_evaluate_report(tmp_path, data):
     run = tmp_path / "runs" / "simclr"
     args = ["--data", data["synthetic"], "--out", run, "--method", "simclr", "--epochs", 4,
             "--batch-size", 8, "--workers", 1, "--log-every", 1, "--warmup-epochs", 1,
-            "--no-progress"]
+            "--backbone", "convnet-small", "--no-progress"]
     # 96 groups / (8 per rank x 2 ranks) = 6 steps per epoch.
     process = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                 "--nproc-per-node", "2", TRAIN, *map(str, args)], env=cli_env(),
@@ -116,7 +116,7 @@ def test_generate_train_kill_resume_evaluate_report(tmp_path, data):
 def test_supcon_on_real_images_with_two_ranks(tmp_path, data):
     run = tmp_path / "supcon"
     ok(torchrun("--data", data["train"], "--out", run, "--method", "supcon", "--epochs", 1,
-                "--batch-size", 6, "--workers", 1, "--no-progress", "--log-every", 1))
+                "--batch-size", 6, "--workers", 1, "--backbone", "convnet-small", "--no-progress", "--log-every", 1))
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == list(range(1, 6))  # 60 groups / (6 x 2)
     assert all(np.isfinite(record["loss"]) for record in records)
