@@ -19,7 +19,8 @@ from train.main import main as train_main
 from tests.cli import PLUGIN, REPO, assert_clean_failure, cli_env
 
 TRAIN = REPO / "train" / "main.py"
-FAST = ["--batch-size", "8", "--workers", "0", "--log-every", "1", "--no-progress", "--warmup", "0"]
+FAST = ["--batch-size", "8", "--backbone", "convnet-small", "--workers", "0", "--log-every", "1", "--no-progress",
+        "--warmup", "0"]
 SMALL = ["--backbone", "convnet-small", "--workers", "0", "--log-every", "1", "--no-progress"]
 
 
