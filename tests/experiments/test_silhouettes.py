@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from click.testing import CliRunner
 from PIL import Image
 
-from experiments.silhouettes import class_names, write_silhouettes
+from experiments.silhouettes import class_names, main, write_silhouettes
 from tests.cli import assert_clean_failure, run_module
 
 
@@ -77,6 +78,6 @@ def test_the_command_writes_the_folder_and_refuses_a_non_empty_one(tmp_path):
 
 
 def test_help_shows_the_defaults():
-    result = run_module("experiments.silhouettes", "-h")
-    assert result.returncode == 0
-    assert "[default: 800" in result.stdout and "[default: 200" in result.stdout
+    result = CliRunner().invoke(main, ["-h"])
+    assert result.exit_code == 0
+    assert "[default: 800" in result.output and "[default: 200" in result.output
