@@ -64,7 +64,7 @@ def assert_full_disk_sentence(result: subprocess.CompletedProcess, disk: SmallDi
 def train(*args: object) -> subprocess.CompletedProcess:
     """One epoch of the trainer, a real process, at the smallest useful size."""
     return subprocess.run([sys.executable, TRAIN, *map(str, args), "--epochs", "1", "--batch-size", "8",
-                           "--workers", "0", "--no-progress"], env=cli_env(), capture_output=True, text=True,
+                           "--backbone", "convnet-small", "--workers", "0", "--no-progress"], env=cli_env(), capture_output=True, text=True,
                           timeout=300)
 
 
