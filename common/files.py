@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+import torch
+
 from common.errors import UserError
 
 TEMP_SUFFIX = ".partial"
@@ -226,3 +228,13 @@ def append_line(path: Path, line: str) -> None:
             handle.write(line + "\n")
     except OSError as error:
         raise WriteError(describe_os_error(error, path, len(line) + 1)) from None
+
+
+def load_torch_file(path: Path, error: type[UserError]) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU; a file that does not load (corrupt,
+    foreign, or a pickle that would run code) raises ``error`` with one sentence."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as problem:  # corrupt, foreign or unsafe files fail in the unpickler or zip reader
+        raise error(f"Cannot read {path} ({type(problem).__name__}: "
+                    f"{str(problem).strip().splitlines()[0]}).") from None

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from common.numbers import seed_range
 from common.console import reports_errors
 from common.errors import UserError
-from common.files import make_folder, write_bytes_atomic, write_json_atomic
+from common.files import load_torch_file, make_folder, write_bytes_atomic, write_json_atomic
 from common.provenance import provenance
 from generate.cli import choose_device
 from generate.generators.base import GeneratorOptions
@@ -387,11 +387,7 @@ def read_state(out: Path, resume: bool) -> dict[str, Any] | None:
     if not path.is_file():
         raise FitError(f"{out} holds no {STATE_FILE} to resume from; run without --resume to "
                        "start a fit.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt, foreign or unsafe files fail in the unpickler or zip reader
-        raise FitError(f"Cannot read {path} ({type(error).__name__}: "
-                       f"{str(error).strip().splitlines()[0]}).") from None
+    state = load_torch_file(path, FitError)
     if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
         raise FitError(f"{path} is not a genviews training state.")
     return state

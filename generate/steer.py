@@ -50,7 +50,7 @@ from tqdm import tqdm
 from common.numbers import seed_range
 from common.console import reports_errors
 from common.errors import UserError
-from common.files import make_folder, write_bytes_atomic
+from common.files import load_torch_file, make_folder, write_bytes_atomic
 from common.provenance import provenance
 from generate.classes import select_classes
 from generate.cli import choose_device
@@ -417,11 +417,7 @@ def read_state(out: Path, resume: bool, method: str = "fit") -> dict[str, Any] |
         return None
     if not path.is_file():
         raise SteerError(f"There is no {path} to resume from; run without --resume to start a fit.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt, foreign or unsafe files fail in the unpickler or zip reader
-        raise SteerError(f"Cannot read {path} ({type(error).__name__}: "
-                         f"{str(error).strip().splitlines()[0]}).") from None
+    state = load_torch_file(path, SteerError)
     if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
         raise SteerError(f"{path} is not the state of a walk fit.")
     return state

@@ -90,3 +90,17 @@ def check_images(images: Any, count: int) -> None:
     found = (f"{images.dtype} {list(images.shape)}{' on the meta device' if images.is_meta else ''}"
              if isinstance(images, torch.Tensor) else type(images).__name__)
     raise GeneratorError(f"The generator returned {found}; it must return uint8 images [{count}, 3, H, W].")
+
+
+def load_network_weights(network: torch.nn.Module, state: dict[str, Any], weights: str, target: str) -> None:
+    """Load ``state`` into ``network``, refusing in one sentence weights that do not fit it; the
+    messages name the weights and what they should fit, e.g. "The weights P" and "the config C"."""
+    try:
+        result = network.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even when not strict
+        last_line = str(error).strip().splitlines()[-1].strip().rstrip(".")
+        raise GeneratorError(f"{weights} do not fit {target} ({last_line}).") from None
+    for kind, keys in (("lack", result.missing_keys), ("have unexpected", result.unexpected_keys)):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            raise GeneratorError(f"{weights} {kind} keys {shown} for {target}.")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from generate.classes import imagenet_class_names
-from generate.generators.base import GeneratorError, GeneratorOptions
+from generate.generators.base import GeneratorError, GeneratorOptions, load_network_weights
 from generate.generators.runtime import FULL_PRECISION, autocast, prepare_network
 from common.files import sha256_file
 
@@ -184,18 +184,5 @@ def _load_model(package, config_path: Path, weights_path: Path) -> torch.nn.Modu
                              f"({type(error).__name__}: {error}).") from None
     if not isinstance(state_dict, dict):
         raise GeneratorError(f"The BigGAN weights {weights_path} are not a state dict.")
-    try:
-        result = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as error:  # shape mismatches raise even when not strict
-        raise GeneratorError(f"The BigGAN weights {weights_path} do not fit the config "
-                             f"{config_path} ({str(error).splitlines()[-1].strip()}).") from None
-    for kind, keys in (("lack", result.missing_keys), ("have unexpected", result.unexpected_keys)):
-        if keys:
-            raise GeneratorError(f"The BigGAN weights {weights_path} {kind} keys "
-                                 f"{_abbreviate(keys)} for the config {config_path}.")
+    load_network_weights(model, state_dict, f"The BigGAN weights {weights_path}", f"the config {config_path}")
     return model.eval()
-
-
-def _abbreviate(keys: list[str]) -> str:
-    shown = ", ".join(keys[:3])
-    return shown if len(keys) <= 3 else f"{shown} and {len(keys) - 3} more"

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from common.files import sha256_file
-from generate.generators.base import GeneratorError, GeneratorOptions
+from generate.generators.base import GeneratorError, GeneratorOptions, load_network_weights
 from generate.generators.runtime import FULL_PRECISION, autocast, prepare_network
 
 CONFIG_FILE = "config.json"
@@ -231,17 +231,4 @@ def load_weights(network: nn.Module, path: Path) -> None:
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor)
                                               for value in state.values()):
         raise GeneratorError(f"The weights {path} are not a state dict of tensors.")
-    try:
-        result = network.load_state_dict(state, strict=False)
-    except RuntimeError as error:  # shape mismatches raise even when not strict
-        raise GeneratorError(f"The weights {path} do not fit the architecture in its "
-                             f"{CONFIG_FILE} ({_last_line(error)}).") from None
-    for kind, keys in (("lack", result.missing_keys), ("have unexpected", result.unexpected_keys)):
-        if keys:
-            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-            raise GeneratorError(f"The weights {path} {kind} keys {shown} for the architecture "
-                                 f"in its {CONFIG_FILE}.")
-
-
-def _last_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[-1].strip().rstrip(".")
+    load_network_weights(network, state, f"The weights {path}", f"the architecture in its {CONFIG_FILE}")
