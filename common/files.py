@@ -238,3 +238,13 @@ def load_torch_file(path: Path, error: type[UserError]) -> Any:
     except Exception as problem:  # corrupt, foreign or unsafe files fail in the unpickler or zip reader
         raise error(f"Cannot read {path} ({type(problem).__name__}: "
                     f"{str(problem).strip().splitlines()[0]}).") from None
+
+
+def read_head(path: Path, max_bytes: int, error: type[UserError]) -> bytes:
+    """At most ``max_bytes + 1`` bytes of ``path`` (so a caller can tell a file larger than its bound
+    without reading it whole); an OS error raises ``error`` with one sentence."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(max_bytes + 1)
+    except OSError as problem:
+        raise error(f"Cannot read {path} ({problem.strerror or problem}).") from None

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from common.errors import UserError
+from common.files import read_head
 
 MAX_BYTES = 1 << 20  # a config of options is a few kB
 MAX_DEPTH = 64  # nesting levels; each costs the composer a recursion
@@ -63,11 +64,7 @@ class _NoAliasDumper(yaml.SafeDumper):
 def read_yaml(path: Path) -> Any:
     """The plain data of a YAML file; raises YamlFileError with one sentence for a file that is
     unreadable, too large, not UTF-8, not YAML, nested too deeply or using aliases."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except OSError as error:
-        raise YamlFileError(f"Cannot read {path} ({error.strerror or error}).") from None
+    data = read_head(path, MAX_BYTES, YamlFileError)
     if len(data) > MAX_BYTES:
         raise YamlFileError(f"{path} is larger than {MAX_BYTES // 1024} kB, more than a YAML file of "
                             "options holds.")

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from common.files import make_folder, write_json_atomic
+from common.files import make_folder, read_head, write_json_atomic
 from common.provenance import provenance
 from shards import ShardSet
 from shards.schema import JsonNestingError, parse_json
@@ -74,11 +74,7 @@ def read_results(path: Path) -> dict[str, Any] | None:
     travel with run folders, so one may be built to exhaust a reader)."""
     if not path.is_file():
         return None
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_RESULTS_BYTES + 1)
-    except OSError as error:
-        raise EvaluationError(f"Cannot read {path} ({error.strerror or error}).") from None
+    data = read_head(path, MAX_RESULTS_BYTES, EvaluationError)
     if len(data) > MAX_RESULTS_BYTES:
         raise EvaluationError(f"{path} is larger than {MAX_RESULTS_BYTES >> 20} MB, which no evaluation "
                               "result is.")
