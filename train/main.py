@@ -166,7 +166,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
         model.load_state_dict(resume_state["model"])
     if config["sync_bn"] and distributed.is_distributed():
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    channels_last = config["channels_last"] and device.type == "cuda"
+    channels_last = config["channels_last"]
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -177,7 +177,8 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     loader = build_loader(sources, batch_size=config["batch_size"], views=config["views"],
                           augment=AugmentConfig(crop_size=config["crop_size"],
                                                 crop_scale_min=config["crop_min_scale"],
-                                                blur=config["blur"]),
+                                                blur=config["blur"],
+                                                color=config["color_augment"]),
                           num_workers=config["workers"], seed=config["seed"], rank=dist_info.rank,
                           world_size=world, skip_corrupt=config["skip_corrupt"],
                           pin_memory=device.type == "cuda")

@@ -57,6 +57,24 @@ def test_parameters_are_drawn_as_the_recipe_says() -> None:
     assert all(no_blur.draw(image).blur_sigma == 0 for _ in range(100))
 
 
+def test_without_colour_a_view_is_the_same_crop_and_flip_with_its_colours_kept() -> None:
+    image = random_images(1, 40, 30)[0]
+    coloured = ViewAugment(AugmentConfig(crop_size=16))
+    plain = ViewAugment(AugmentConfig(crop_size=16, color=False))
+    torch.manual_seed(3)
+    with_colour = [coloured.draw(image) for _ in range(200)]
+    torch.manual_seed(3)
+    without = [plain.draw(image) for _ in range(200)]
+    assert [(p.crop, p.flip) for p in without] == [(p.crop, p.flip) for p in with_colour]
+    assert not any(p.jitter_order or p.grayscale for p in without)
+    assert sum(bool(p.jitter_order) for p in with_colour) > 100
+    params = without[0]
+    expected = F.resized_crop_image(image, *params.crop, [16, 16], antialias=True)
+    if params.flip:
+        expected = F.horizontal_flip_image(expected)
+    assert torch.equal(plain.apply(image, params), expected)
+
+
 def test_views_equal_torchvision_functions_with_the_same_parameters() -> None:
     config = AugmentConfig(crop_size=24, blur=True)
     augment = ViewAugment(config)

@@ -40,8 +40,10 @@ def test_the_command_line_wins_over_the_config_file_and_both_on_one_side_are_ref
         resolved(warmup=parse_warmup("0.1"), warmup_epochs=1.0)
 
 
-def test_a_checkpoint_from_before_steps_and_warmup_reads_in_todays_terms():
-    wanted = {"epochs": 10, "steps": None, "warmup": "10epochs", "schedule": {"total_steps": 30}}
+def test_a_checkpoint_from_before_steps_warmup_and_colour_reads_in_todays_terms():
+    wanted = {"epochs": 10, "steps": None, "warmup": "10epochs", "schedule": {"total_steps": 30},
+              "color_augment": True}
     saved = upgrade_saved_config({"epochs": 10, "warmup_epochs": 10.0}, wanted)
     assert saved == wanted
     assert upgrade_saved_config(wanted, {}) == wanted
+    assert upgrade_saved_config({**wanted, "color_augment": False}, {})["color_augment"] is False
