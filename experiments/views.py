@@ -12,7 +12,8 @@ private shortcuts:
 3. ``python -m generate --generator cgan`` one set per view method (no latent views, gaussian views,
    independent same-class views), as many groups as the train split has images;
 4. ``train/main.py --backbone convnet-small`` every condition for the same steps and batch, for
-   every seed (the random-init floor trains for 0 steps);
+   every seed, with crops and flips as the augmentation (``--no-color-augment``); the random-init
+   floor trains for 0 steps;
 5. ``python -m evaluate`` each encoder on the real splits: a low-label probe (labels per class,
    several seeded draws), kNN and the full-label probe; nothing is chosen on the test split.
 
@@ -51,6 +52,9 @@ from train.main import main as train_main
 
 SPLITS = ("train", "test")
 SETTINGS_FILE = "experiment.json"
+# The trainer scales its --lr by the batch in groups / 256: a peak of 1e-3 at the default batch of 128
+# groups (256 images), the recipe's, and the same per-image rate at any other batch.
+LR_PER_256_GROUPS = 2e-3
 
 
 class ExperimentError(UserError):
@@ -203,8 +207,8 @@ class Experiment:
         run_cli("train.main", [
             "--data", data, "--out", run, "--method", condition.method, "--backbone", "convnet-small",
             "--steps", steps, "--batch-size", self.settings.batch_size, "--optimizer", "adamw",
-            "--lr", 1e-3, "--weight-decay", 1e-4, "--warmup", 0.05, "--temperature", 0.2,
-            "--projection-dim", 64, "--crop-min-scale", 0.2, "--seed", seed,
+            "--lr", LR_PER_256_GROUPS, "--weight-decay", 1e-4, "--warmup", 0.05, "--temperature", 0.2,
+            "--projection-dim", 64, "--crop-min-scale", 0.2, "--no-color-augment", "--seed", seed,
             "--workers", self.settings.workers, *resume, *self.no_progress()])
 
     def evaluate(self, name: str, seed: int) -> None:
@@ -433,8 +437,9 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
                                            "plot of accuracy against sigma.")
 @click.option("--views", type=click.IntRange(2), default=2, help="Images per generated group with latent views.")
 @click.option("--steps", type=click.IntRange(1), default=250, help="Training steps of every condition (x --scale).")
-@click.option("--batch-size", type=click.IntRange(2), default=256, help="Training batch of every condition.")
-@click.option("--fit-steps", type=click.IntRange(1), default=400, help="GAN fitting steps (x --scale).")
+@click.option("--batch-size", type=click.IntRange(2), default=128,
+              help="Training batch of every condition, in groups (two views each).")
+@click.option("--fit-steps", type=click.IntRange(1), default=1200, help="GAN fitting steps (x --scale).")
 @click.option("--walk-samples", type=click.IntRange(1), default=16000,
               help="Samples that fit the latent walks of the steer conditions (x --scale).")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0,

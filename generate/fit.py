@@ -4,7 +4,12 @@ The recipe of the miniature experiment: hinge loss; Adam, lr 1e-4 for G and 4e-4
 (0, 0.9); latents drawn as the generation job draws them (standard normals truncated to [-2, 2]);
 a mode-seeking (MSGAN) term, without which G ignores its latent and draws one image per class;
 an exponential moving average of G is what gets saved, with its batch-norm statistics recomputed
-over fresh samples. The out folder ends up holding ``config.json`` and ``generator.pt`` (what
+over fresh samples.
+
+The MSGAN weight defaults to 0.2, not the recipe's 1: with these networks, weight 1 made two images
+of one class differ more than two real ones do (diversity ratio 1.18) in saturated black and white,
+and a pixel kNN recognised 35-44% of them after 800-2400 steps; weight 0.2 gave a ratio of 0.87 and
+48.7% after 1200 steps (silhouettes, 8,000 images), and nearby latents gave nearby images. The out folder ends up holding ``config.json`` and ``generator.pt`` (what
 ``--generator cgan --weights DIR`` loads), ``fit-report.json`` (quality figures) and
 ``training-state.pt`` (what ``--resume`` continues from).
 
@@ -31,7 +36,7 @@ from PIL import Image, ImageOps
 from torch import nn
 from tqdm import tqdm
 
-from common.numbers import seed_range
+from common.numbers import FiniteFloatRange, seed_range
 from common.console import reports_errors
 from common.errors import UserError
 from common.files import load_torch_file, make_folder, write_bytes_atomic, write_json_atomic
@@ -47,7 +52,7 @@ REPORT_FILE = "fit-report.json"
 DEFAULT_STEPS = 2000
 LR_GENERATOR, LR_DISCRIMINATOR, BETAS = 1e-4, 4e-4, (0.0, 0.9)
 EMA_DECAY = 0.999
-MSGAN_WEIGHT = 1.0
+DEFAULT_MSGAN_WEIGHT = 0.2
 MSGAN_EPSILON = 1e-5
 LATENT_BOUND = 2.0  # the generation job's latents are standard normals truncated to [-2, 2]
 CHECKPOINT_SECONDS = 120.0
@@ -175,7 +180,7 @@ class GANTraining:
             # Mode seeking: two latents of one class must give images as far apart as the latents.
             image_gap = (fake[:half] - fake[half:]).abs().mean()
             latent_gap = (latents[:half] - latents[half:]).abs().mean()
-            loss_g = loss_g + MSGAN_WEIGHT / (image_gap / latent_gap + MSGAN_EPSILON)
+            loss_g = loss_g + self.settings["msgan_weight"] / (image_gap / latent_gap + MSGAN_EPSILON)
             self.optimizer_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.optimizer_g.step()
@@ -350,13 +355,13 @@ def describe_report(report: dict[str, Any]) -> str:
 # --- the command line -------------------------------------------------------------------------
 
 def fit_settings(data: Path, images: LabelledImages, architecture: Architecture, seed: int,
-                 batch_size: int) -> dict[str, Any]:
+                 batch_size: int, msgan_weight: float) -> dict[str, Any]:
     """Everything that decides a fit's course; a resumed fit must match it."""
     return {"data": str(data.resolve()), "images": len(images.labels),
             "class_names": images.class_names, **architecture.as_dict(), "seed": seed,
             "batch_size": batch_size, "lr_generator": LR_GENERATOR,
             "lr_discriminator": LR_DISCRIMINATOR, "betas": list(BETAS), "ema_decay": EMA_DECAY,
-            "msgan_weight": MSGAN_WEIGHT, "latent_bound": LATENT_BOUND}
+            "msgan_weight": msgan_weight, "latent_bound": LATENT_BOUND}
 
 
 def check_options(image_size: int, steps: int | None, minutes: float | None,
@@ -429,14 +434,16 @@ def save_generator(out: Path, network: ConditionalGenerator, training: GANTraini
 @click.option("--batch-size", type=int, default=64, help="Real and generated images per step.")
 @click.option("--g-width", type=click.IntRange(1), default=40, help="Generator channel width.")
 @click.option("--d-width", type=click.IntRange(1), default=48, help="Discriminator channel width.")
+@click.option("--msgan-weight", type=FiniteFloatRange(0, 100), default=DEFAULT_MSGAN_WEIGHT,
+              help="Weight of the mode-seeking term that makes G use its latent (0: none).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               help="Where to train; auto picks CUDA when present.")
 @click.option("--resume", is_flag=True, help=f"Continue the fit in --out from its {STATE_FILE}.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @reports_errors
 def main(data: Path, out: Path, image_size: int, steps: int | None, minutes: float | None,
-         seed: int, batch_size: int, g_width: int, d_width: int, device: str, resume: bool,
-         progress: bool) -> None:
+         seed: int, batch_size: int, g_width: int, d_width: int, msgan_weight: float, device: str,
+         resume: bool, progress: bool) -> None:
     """Fit a small class-conditional GAN (the cgan generator) to a labelled ImageFolder."""
     check_options(image_size, steps, minutes, batch_size)
     if steps is None and minutes is None:
@@ -446,8 +453,8 @@ def main(data: Path, out: Path, image_size: int, steps: int | None, minutes: flo
     images = load_image_folder(data, image_size)
     architecture = Architecture(num_classes=len(images.class_names), image_size=image_size,
                                 g_width=g_width, d_width=d_width)
-    training = GANTraining(architecture, fit_settings(data, images, architecture, seed,
-                                                      batch_size), torch_device)
+    training = GANTraining(architecture, fit_settings(data, images, architecture, seed, batch_size,
+                                                      msgan_weight), torch_device)
     if state is not None:
         check_same_settings(state["settings"], training.settings, out)
         try:

@@ -138,6 +138,8 @@ def test_a_folder_holding_a_fit_is_refused_without_resume_or_with_other_settings
     assert_refused(fit_in_process(data, out, STEPS), "already holds a fit", "--resume")
     assert_refused(fit_in_process(data, out, STEPS, "--resume", "--image-size", 64),
                    "other settings", "image_size 32 there, 64 here")
+    assert_refused(fit_in_process(data, out, STEPS, "--resume", "--msgan-weight", 1),
+                   "other settings", "msgan_weight 0.2 there, 1.0 here")
     assert_refused(fit_in_process(data, tmp_path / "new", STEPS, "--resume"),
                    "no training-state.pt")
     assert_refused(fit_in_process(data, pickled, STEPS, "--resume"), "Cannot read", STATE_FILE)
@@ -176,6 +178,9 @@ def test_the_command_line_refuses_in_one_sentence_without_a_traceback(bad_folder
     out = tmp_path / "out"
     assert_refused(fit(bad_folders["no images"], out, STEPS), "empty holds no readable image")
     assert not out.exists()
+    bad_weight = fit_in_process(bad_folders["no images"], out, STEPS, "--msgan-weight", "nan")
+    assert bad_weight.returncode == 2 and "Invalid value for '--msgan-weight'" in bad_weight.stderr
+    assert "Traceback" not in bad_weight.stderr and not out.exists()
 
 
 def test_missing_weights_name_the_command_that_makes_them():
