@@ -10,16 +10,17 @@ convolution, and with channels-last; whether trimming keeps fp32 bit-identical o
 job, GPU and CPU JPEG encoders, against its forward pass), ``jpeg`` (the CPU encoder pool against
 nvJPEG), ``precision`` (bf16 and fp16 against fp32, benchmarks.precision_difference) and
 ``loader`` (training images/s with the CPU loader, with GPU decode and augmentation, and with a
-batch held in memory, for resnet18 at 64 px and resnet50 at 128 and 224 px). BigGAN runs with
-random weights of the real architecture.
+batch held in memory, for resnet18 at 64 px and resnet50 at 128 and 224 px; and how far the GPU
+path's views are from the CPU loader's for the same batch). BigGAN runs with random weights of the
+real architecture.
 
 ``--smoke`` runs every section on the CPU at a tiny size (a 32-px BigGAN, a 16-px loader), so that
 the tests keep this script working on machines without a GPU; the GPU-only parts then record why
 they were skipped.
 
-The GPU-augment loader here is the benchmark's own small pipeline (workers draw each view's
-parameters and pass JPEG bytes; the main process decodes and augments on the GPU), standing in for
-``train/data.py`` until ``--gpu-augment`` is wired there.
+The loader section measures the trainer's own input paths: ``train.data.build_loader`` as
+``train/main.py`` builds it, and with ``gpu_augment`` its batches go through ``DeviceAugment`` on
+the device before the step, as in ``train/main.py --gpu-augment``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, IterableDataset
 
 from benchmarks.generate_throughput import forward_images_per_second, job_config, job_images_per_second
 from benchmarks.precision_difference import compare_precisions
@@ -51,12 +51,10 @@ from generate.encoding import JpegEncoder, encode_on_gpu
 from generate.generators import GeneratorError, GeneratorOptions, make_generator
 from generate.generators.biggan import make_biggan
 from generate.job import ENCODE_THREADS, Partition, run_job
-from shards import open_set
 from tests.cli import tree_digest
 from tests.random_biggan import BIGGAN_DEEP_CONFIGS, TINY_BIGGAN_CONFIG, write_random_biggan
-from train.augment import AugmentConfig, ViewAugment
-from train.data import Batch, build_loader, worker_position
-from train.gpu_augment import BatchViewAugment, ViewParamsBatch, decode_views, draw_params
+from train.augment import AugmentConfig
+from train.data import Batch, DeviceAugment, build_loader
 from train.main import training_step
 from train.models import build_model
 from train.optim import build_optimizer
@@ -191,40 +189,24 @@ def section_precision(sizes: Sizes, weights: Path, scratch: Path) -> dict[str, A
                               sizes.precision_images)
 
 
-class JpegBatches(IterableDataset):
-    """What a loader worker does under --gpu-augment: read the chosen views' JPEG bytes and draw
-    each view's parameters (generated sets are square, so the size comes from the manifest)."""
-
-    def __init__(self, location: str, batch_size: int, views: int, config: AugmentConfig):
-        super().__init__()
-        self.location, self.batch_size, self.views, self.config = location, batch_size, views, config
-
-    def __iter__(self) -> Iterator[tuple[list[bytes], ViewParamsBatch, torch.Tensor]]:
-        worker, workers = worker_position()
-        torch.manual_seed(worker)
-        shard_set, augment = open_set(self.location), ViewAugment(self.config)
-        size = (shard_set.image_size, shard_set.image_size)
-        shards = range(worker, len(shard_set.urls), workers)
-        if not shards:
-            return
-        groups = (group for _ in itertools.count() for shard in shards
-                  for group in shard_set.chosen_views(shard, lambda anchor: [0] * self.views))
-        while True:
-            chosen = list(itertools.islice(groups, self.batch_size))
-            jpegs = [group.views[view] for group in chosen for view in group.chosen]
-            yield (jpegs, draw_params(augment, [size] * len(jpegs)),
-                   torch.tensor([group.anchor for group in chosen]))
+def trainer_batches(location: str, sizes: Sizes, config: AugmentConfig, device: torch.device,
+                    gpu_augment: bool) -> Iterator[Batch]:
+    """One epoch of the trainer's input on ``device``: the CPU loader, or --gpu-augment's."""
+    torch.manual_seed(0)  # without workers the loader draws from this process: the same draws for both paths
+    loader = build_loader(open_sources([location]), batch_size=sizes.train_batch, views=2, augment=config,
+                          num_workers=sizes.workers, pin_memory=device.type == "cuda", gpu_augment=gpu_augment)
+    if not gpu_augment:
+        return loader.epoch(0)
+    return map(DeviceAugment(config, device, skip_corrupt=False), loader.epoch(0))
 
 
-def gpu_augmented_batches(location: str, sizes: Sizes, config: AugmentConfig,
-                          device: torch.device) -> Iterator[Batch]:
-    loader = DataLoader(JpegBatches(location, sizes.train_batch, 2, config), batch_size=None,
-                        num_workers=sizes.workers)
-    augment = BatchViewAugment(config)
-    for jpegs, params, anchors in loader:
-        views = augment(decode_views(jpegs, device), params.to(device))
-        yield Batch(views.view(len(anchors), 2, *views.shape[1:]), anchors,
-                    torch.full_like(anchors, -1), 0)
+def view_difference(on_cpu: Batch, on_device: Batch) -> dict[str, Any]:
+    """How far --gpu-augment's views are from the CPU loader's for the same batch of the epoch (the
+    same groups and parameters), in levels of 255."""
+    if not torch.equal(on_cpu.group_ids, on_device.group_ids):
+        return {"views_differ": "skipped: the two loaders gave other groups"}
+    difference = (on_device.images.cpu().int() - on_cpu.images.int()).abs().float()
+    return {"views_mean_difference": difference.mean().item(), "views_max_difference": difference.max().item()}
 
 
 def render_set(folder: Path, groups: int, image_size: int, sizes: Sizes) -> str:
@@ -258,11 +240,12 @@ def section_loader(sizes: Sizes, weights: Path, scratch: Path) -> dict[str, Any]
         def rate(batches: Iterable[Batch]) -> float:
             return training_images_per_second(batches, step, sizes.train_steps, sizes.train_warmup)
 
-        cpu_loader = build_loader(open_sources([location]), batch_size=sizes.train_batch, views=2,
-                                  augment=config, num_workers=sizes.workers, pin_memory=cuda)
-        row = {"cpu_loader": rate(cpu_loader.epoch(0)),
-               "gpu_augment": rate(gpu_augmented_batches(location, sizes, config, device))}
-        held = next(iter(cpu_loader.epoch(1)))
+        from_cpu_loader = trainer_batches(location, sizes, config, device, gpu_augment=False)
+        row = {"cpu_loader": rate(from_cpu_loader)}
+        held = next(from_cpu_loader)  # the epoch holds two batches more than the measurement takes
+        from_gpu_augment = trainer_batches(location, sizes, config, device, gpu_augment=True)
+        row["gpu_augment"] = rate(from_gpu_augment)
+        row.update(view_difference(held, next(from_gpu_augment)))
         row["in_memory"] = rate(itertools.repeat(held))
         figures[f"{backbone}-{image_size}px"] = row
     return figures
@@ -311,12 +294,14 @@ def table(out: Path) -> str:
     rows.append(f"| set identical made again; at another batch size | "
                 f"{job.get('set_identical_when_made_again', 'missing')}; "
                 f"{job.get('set_identical_at_another_batch_size', 'missing')} |")
-    rows += ["", "| training | CPU loader | GPU augment | in memory | CPU / memory | GPU aug / memory |",
-             "|---|---|---|---|---|---|"]
+    rows += ["", "| training | CPU loader | GPU augment | in memory | CPU / memory | GPU aug / memory "
+                 "| GPU aug views - CPU's, mean / max levels |", "|---|---|---|---|---|---|---|"]
     for name, row in loader.items():
         memory = row["in_memory"]
         rows.append(f"| {name} | {row['cpu_loader']:.1f} | {row['gpu_augment']:.1f} | {memory:.1f} | "
-                    f"{row['cpu_loader'] / memory:.2f} | {row['gpu_augment'] / memory:.2f} |")
+                    f"{row['cpu_loader'] / memory:.2f} | {row['gpu_augment'] / memory:.2f} | "
+                    f"{number(row.get('views_mean_difference'), 3)} / {number(row.get('views_max_difference'), 0)} "
+                    f"{row.get('views_differ', '')}|")
     return "\n".join(rows)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (issue 8): BigGAN-deep-256 images/s in fp32 / bf16 / bf16+trim (+channels-last,
 # +compile), forward and whole job; JPEG on the CPU pool against nvJPEG; bf16 and fp16 against fp32;
-# training images/s with the CPU loader, with GPU decode and augmentation, and from memory, for
+# training images/s with the CPU loader, with GPU decode and augmentation (train/main.py
+# --gpu-augment's path) and its views' difference from the CPU loader's, and from memory, for
 # resnet18 at 64 px and resnet50 at 128 and 224 px. Under 5 minutes on one H100/H200; installs
 # nothing; writes one JSON per section and the log under $OUT (8 files at most) and prints a short
 # table last. The Python parts are benchmarks/gpu_check.py; GPU_CHECK_SMOKE=1 runs them on the CPU at

@@ -13,10 +13,13 @@ renders a K = 1 set of 128-px images with the embedded generator first.
 1-view and a 4-view set of the same images): the shard loader alone on each, the sets taking
 turns, with CPU ms per delivered view, per decoded view (a K-view set decodes min(K, M) JPEGs per
 sample for M = --views views, a 1-view set one) and per group, each also as a ratio to the first
-set. With --views 1 every set decodes and augments one view per sample, so what differs is reading.
+row. With --views 1 every set decodes and augments one view per sample, so what differs is reading.
+With --gpu-augment each set is also read the way ``train/main.py --gpu-augment`` reads it on a CPU:
+the workers only draw parameters, and the loop process decodes and augments each batch with
+``train.data.DeviceAugment`` on the CPU device (its CPU time counts too).
 
     python -m benchmarks.loader_throughput [--data SET] [--groups 1000] [--workers N] [--epochs 3]
-    python -m benchmarks.loader_throughput --shards-only --data SET1 --data SET4 [--crop-size 32]
+    python -m benchmarks.loader_throughput --shards-only --data SET1 --data SET4 [--crop-size 32] [--gpu-augment]
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from torchvision.transforms import v2
 from shards import ShardSet, open_set
 from train.augment import (BLUR_P, BLUR_SIGMA, GRAYSCALE_P, JITTER, JITTER_P, AugmentConfig, ViewAugment,
                            blur_kernel_size)
-from train.data import build_loader
+from train.data import DeviceAugment, build_loader
 from train.sources import DataSource
 
 VIEWS = 2  # augmented views per sample, unless --views says otherwise
@@ -125,36 +128,46 @@ def image_folder_epochs(folder: Path, loader: Callable[[str], Any] | None, augme
     return lambda epoch: batches
 
 
-def shard_epochs(shard_set: ShardSet, config: AugmentConfig,
-                 args: argparse.Namespace) -> Callable[[], Callable[[int], Iterable]]:
-    return lambda: build_loader([DataSource(shard_set)], batch_size=args.batch_size, views=args.views, augment=config,
-                                num_workers=args.workers, seed=0).epoch
+def shard_epochs(shard_set: ShardSet, config: AugmentConfig, args: argparse.Namespace,
+                 gpu_augment: bool = False) -> Callable[[], Callable[[int], Iterable]]:
+    """The trainer's input on the CPU: its default loader, or --gpu-augment's with the device step."""
+    def make_epochs() -> Callable[[int], Iterable]:
+        loader = build_loader([DataSource(shard_set)], batch_size=args.batch_size, views=args.views,
+                              augment=config, num_workers=args.workers, seed=0, gpu_augment=gpu_augment)
+        if not gpu_augment:
+            return loader.epoch
+        augment = DeviceAugment(config, torch.device("cpu"), skip_corrupt=False)
+        return lambda epoch: map(augment, loader.epoch(epoch))
+
+    return make_epochs
 
 
 def compare_sets(args: argparse.Namespace) -> None:
-    """The shard loader alone on each set, the sets taking turns; figures per view and per group."""
+    """The shard loader alone on each set (and path), taking turns; figures per view and per group."""
     config = AugmentConfig(crop_size=args.crop_size)
     sets = [open_set(location) for location in args.data]
+    paths = ["default", "gpu-augment"] if args.gpu_augment else ["default"]
+    runs = [(shard_set, path) for shard_set in sets for path in paths]
     best: dict[int, Measurement] = {}
     for _ in range(args.rounds):
-        for index, shard_set in enumerate(sets):
-            found = measure(shard_epochs(shard_set, config, args), args.epochs)
+        for index, (shard_set, path) in enumerate(runs):
+            found = measure(shard_epochs(shard_set, config, args, path == "gpu-augment"), args.epochs)
             best[index] = Measurement(max(found.images_per_second, best.get(index, found).images_per_second),
                                       min(found.cpu_ms_per_image, best.get(index, found).cpu_ms_per_image))
     print(f"{args.views} views per sample cropped to {args.crop_size} px; batch {args.batch_size}; {args.workers} "
           f"workers; {args.epochs} timed epochs, best of {args.rounds} rounds")
-    print(f"{'set':<34}{'K':>3}{'images/s':>10}{'CPU ms/view':>13}{'ratio':>7}{'ms/decoded':>12}{'ratio':>7}"
-          f"{'ms/group':>10}{'ratio':>7}")
+    print(f"{'set':<34}{'K':>3}{'path':>12}{'images/s':>10}{'ratio':>7}{'CPU ms/view':>13}{'ratio':>7}"
+          f"{'ms/decoded':>12}{'ratio':>7}{'ms/group':>10}{'ratio':>7}")
     first = None
-    for index, shard_set in enumerate(sets):
+    for index, (shard_set, path) in enumerate(runs):
         found = best[index]
         decoded = min(shard_set.views, args.views)
-        figures = (found.cpu_ms_per_image, found.cpu_ms_per_image * args.views / decoded,
-                   found.cpu_ms_per_image * args.views)
+        figures = (found.images_per_second, found.cpu_ms_per_image,
+                   found.cpu_ms_per_image * args.views / decoded, found.cpu_ms_per_image * args.views)
         first = first or figures
-        print(f"{shard_set.location[-34:]:<34}{shard_set.views:>3}{found.images_per_second:>10.0f}"
-              + "".join(f"{value:>{width}.3f}{value / base:>6.2f}x"
-                        for value, base, width in zip(figures, first, (13, 12, 10))))
+        print(f"{shard_set.location[-34:]:<34}{shard_set.views:>3}{path:>12}"
+              + "".join(f"{value:>{width}.{digits}f}{value / base:>6.2f}x"
+                        for value, base, width, digits in zip(figures, first, (10, 13, 12, 10), (0, 3, 3, 3))))
 
 
 def main() -> None:
@@ -163,6 +176,8 @@ def main() -> None:
                         help="shard set to read (default: render a K = 1 set); repeat with --shards-only")
     parser.add_argument("--shards-only", action="store_true",
                         help="compare the given shard sets with each other, without ImageFolder")
+    parser.add_argument("--gpu-augment", action="store_true",
+                        help="with --shards-only: also read each set as --gpu-augment does, on the CPU")
     parser.add_argument("--groups", type=int, default=1000, help="groups to render without --data")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
@@ -178,6 +193,8 @@ def main() -> None:
         return
     if args.data and len(args.data) > 1:
         parser.error("give one --data (several only with --shards-only)")
+    if args.gpu_augment:
+        parser.error("--gpu-augment goes with --shards-only")
 
     with tempfile.TemporaryDirectory() as scratch:
         location = args.data[0] if args.data else render_set(Path(scratch) / "set", args.groups)

@@ -21,7 +21,10 @@ DEFAULT_WARMUP = "0.05"
 MAX_CROP_SIZE = 2048
 MAX_PROJECTION_DIM = 16384
 # Options that may change between a run and its --resume without changing what is trained.
-OPERATIONAL = frozenset({"config", "resume", "workers", "log_every", "save_every", "out",
+# gpu_augment is one: it draws the same augmentation parameters from the same seed and changes only
+# where views are decoded and resampled (pixels within 1 level of 255 on a CPU, a few on CUDA), as
+# a machine with another device might; so a run may resume with or without it.
+OPERATIONAL = frozenset({"config", "resume", "workers", "gpu_augment", "log_every", "save_every", "out",
                          "progress", "skip_corrupt", "allow_pipe"})
 
 
@@ -113,8 +116,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Smallest crop area as a fraction of the image."),
         click.option("--blur/--no-blur", default=False, help="Add Gaussian blur (p=0.5) to the augmentation."),
         click.option("--color-augment/--no-color-augment", default=True,
-                     help="Colour jitter (p=0.8) and grayscale (p=0.2); off: crops and flips only, for images "
-                          "whose colour carries nothing (and less than half the CPU time per view)."),
+                     help="Colour jitter (p=0.8) and grayscale (p=0.2); off: crops and flips only (an ablation: "
+                          "two crops then match by colour alone)."),
         click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=0.1,
                      help="Softmax temperature of the contrastive loss."),
         click.option("--batch-size", type=WholeNumberRange(1), default=256, help="Samples per rank per step."),
@@ -144,6 +147,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sync-bn/--no-sync-bn", default=False,
                      help="Synchronise batch-norm statistics across ranks."),
         click.option("--workers", type=WholeNumberRange(0), default=4, help="Data-loading processes per rank."),
+        click.option("--gpu-augment/--no-gpu-augment", default=False,
+                     help="Decode and augment on the training device (nvJPEG on CUDA), not in the workers."),
         click.option("--seed", type=seed_range(), default=0, help="Seed for views, augmentations, shuffling and weights."),
         click.option("--save-every", type=WholeNumberRange(0), default=0,
                      help="Also keep epoch-NNNN.pt every N epochs (0: never); last.pt is written at every "

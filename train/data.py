@@ -6,6 +6,9 @@ Each DataLoader worker runs one chain of small stages, webdataset style:
     -> choose views, read only those members (and the class) of each group from the tar
     -> weighted mix of the sets -> shuffle buffer of encoded views
     -> decode the chosen views, augment each -> batches of uint8 images
+       (--gpu-augment: read each chosen view's size from its JPEG header and draw its parameters
+        -> batches of JPEG bytes and parameters, which DeviceAugment decodes and augments on the
+        training device in the training process)
 
 Epoch interface: ``loader = build_loader(...)`` once, then ``for batch in loader.epoch(e)``. Every
 rank gets exactly ``loader.steps_per_epoch`` batches, computed from the manifests alone, because
@@ -19,7 +22,19 @@ counted at every later read).
 
 Randomness: shard order from (seed, epoch, lap, set); view choice from (seed, epoch, lap, set,
 anchor), where a lap is one pass of the epoch's shard order, so views never depend on worker
-order; mixing, shuffling and pixel augmentation from (seed, epoch, rank, worker's part).
+order; mixing, shuffling and pixel augmentation from (seed, epoch, rank, worker's part). With and
+without --gpu-augment the workers draw the same augmentation parameters in the same order, so a
+seed gives the same parameters either way.
+
+Corrupt data under --gpu-augment: what a JPEG header shows (a frame header that does not parse, a
+size past ``shards.limits.IMAGE_PIXELS``) is refused or skipped in the worker exactly as the CPU
+path does it, with the same message. A JPEG whose body does not decode is only found when the batch
+is decoded on the device: DeviceAugment then names it (shard, sample, view) in one sentence, or,
+with skip_corrupt, counts the skip and replaces the sample with a copy of the batch's first sample
+that decoded (its views, group id and label, so those views count twice, as positives of each
+other), because a batch must keep its size (the loss gathers equal batches from every rank). The
+CPU path instead skips the group and takes the next one from the stream, so after such a skip the
+two ways no longer draw the same parameters for the same samples.
 """
 
 from __future__ import annotations
@@ -36,9 +51,11 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shards import CorruptSampleError, ShardSetError
-from shards.reader import ChosenViews, decode_group_view, error_summary
-from shards.schema import DamagedShardError
-from train.augment import AugmentConfig, ViewAugment
+from shards.jpeg_header import jpeg_dimensions
+from shards.reader import ChosenViews, UndecodableViewError, decode_group_view, error_summary
+from shards.schema import DamagedShardError, group_key, oversized_image
+from train.augment import AugmentConfig, ViewAugment, ViewParams
+from train.gpu_augment import BatchViewAugment, ViewParamsBatch, decode_each, decode_views
 from train.sources import DataConfigError, DataSource, steps_per_epoch
 
 GROUP_ID_STRIDE = 10**10  # anchors have 10 digits, so set_index * stride + anchor never collides
@@ -50,11 +67,50 @@ BUFFER_BATCHES = 4
 MAX_EMPTY_READS = 64  # shard reads in a row without one readable group: the set is unreadable
 MIX_DRAWS = 256  # choices of the next group's set drawn at once
 
+
 class Batch(NamedTuple):
     images: torch.Tensor  # uint8 [B, M, 3, S, S]; the loop normalises with train.augment.normalize
     group_ids: torch.Tensor  # int64 [B], set_index * GROUP_ID_STRIDE + anchor: unique across sets and ranks
     labels: torch.Tensor  # int64 [B], class index, or -1 for unlabelled sets
     skipped: int  # corrupt tars and samples this batch's worker skipped since its previous batch
+
+
+class EncodedViews(NamedTuple):
+    """One sample under --gpu-augment: its chosen views, still JPEG (each once), and their parameters."""
+
+    jpegs: list[bytes]  # each chosen view once
+    names: list[str]  # each of those JPEGs as error messages name it
+    chosen: list[int]  # the M chosen views, as positions in ``jpegs``
+    params: list[ViewParams]  # the M chosen views' parameters
+
+
+class EncodedBatch(NamedTuple):
+    """A batch under --gpu-augment, before DeviceAugment decodes and augments it: B samples of M
+    views, made of J JPEGs (a view chosen twice in a group, as in a 1-view set, is decoded once)."""
+
+    jpegs: torch.Tensor  # uint8 [total bytes]: the J JPEGs back to back
+    jpeg_sizes: torch.Tensor  # int64 [J]: the bytes of each
+    names: tuple[str, ...]  # J: "shard URL: sample KEY view V", for error messages
+    view_jpegs: torch.Tensor  # int64 [B * M]: the JPEG of each view, sample by sample
+    params: ViewParamsBatch  # B * M views, in the same order
+    group_ids: torch.Tensor  # as Batch's
+    labels: torch.Tensor
+    skipped: int
+
+    @classmethod
+    def collate(cls, samples: Sequence[EncodedViews], group_ids: torch.Tensor, labels: torch.Tensor,
+                skipped: int) -> EncodedBatch:
+        jpegs, view_jpegs = [], []
+        for sample in samples:
+            view_jpegs += [len(jpegs) + position for position in sample.chosen]
+            jpegs += sample.jpegs
+        # One tensor, so that the bytes cross to the training process in shared memory, in one piece.
+        return cls(torch.frombuffer(bytearray(b"".join(jpegs)), dtype=torch.uint8),
+                   torch.tensor([len(jpeg) for jpeg in jpegs], dtype=torch.int64),
+                   tuple(name for sample in samples for name in sample.names),
+                   torch.tensor(view_jpegs, dtype=torch.int64),
+                   ViewParamsBatch.from_params([params for sample in samples for params in sample.params]),
+                   group_ids, labels, skipped)
 
 
 @dataclass(frozen=True)
@@ -111,6 +167,26 @@ class CorruptDataPolicy:
         return count
 
 
+def view_name(group: ChosenViews, view: int) -> str:
+    """A view as shards.reader.decode_group_view names it in its errors."""
+    return f"shard {group.source}: sample {group_key(group.anchor)} view {view}"
+
+
+def header_size(group: ChosenViews, view: int) -> tuple[int, int]:
+    """(height, width) of a view from its JPEG frame header, refused as shards.reader.decode_view
+    refuses it before decoding (same errors, same sentences): a header that does not parse, or a
+    size past the pixel limit."""
+    data, name = group.views[view], view_name(group, view)
+    dimensions = jpeg_dimensions(data)
+    if dimensions is None:
+        raise UndecodableViewError(f"{name} is not a decodable JPEG (its frame header does not parse).")
+    oversized = oversized_image(data)
+    if oversized:
+        raise CorruptSampleError(f"{name} {oversized}.")
+    width, height = dimensions
+    return height, width
+
+
 def worker_position() -> tuple[int, int]:
     info = get_worker_info()
     return (info.id, info.num_workers) if info is not None else (0, 1)
@@ -122,7 +198,7 @@ class TrainStream(IterableDataset):
 
     def __init__(self, sources: Sequence[DataSource], *, batch_size: int, steps_per_epoch: int, views: int,
                  augment: AugmentConfig, seed: int, rank: int, world_size: int, skip_corrupt: bool,
-                 shuffle_buffer: int):
+                 shuffle_buffer: int, gpu_augment: bool):
         super().__init__()
         self.sources = list(sources)
         self.batch_size = batch_size
@@ -133,12 +209,13 @@ class TrainStream(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.shuffle_buffer = shuffle_buffer
+        self.gpu_augment = gpu_augment
         self.policy = CorruptDataPolicy(skip_corrupt)
         self.hashed: set[tuple[int, int]] = set()  # (set, shard) whose sha256 this process checked
         self.damaged: set[tuple[int, int]] = set()  # (set, shard) found damaged: skipped from then on
         self.epoch_cell = torch.zeros((), dtype=torch.int64).share_memory_()
 
-    def __iter__(self) -> Iterator[Batch | StreamFailure]:
+    def __iter__(self) -> Iterator[Batch | EncodedBatch | StreamFailure]:
         """Batches from the epoch in ``epoch_cell`` on, moving to the next epoch by itself.
 
         The DataLoader takes batches from its N workers in turn, so this worker makes batches
@@ -160,7 +237,7 @@ class TrainStream(IterableDataset):
         except CorruptSampleError as error:
             yield StreamFailure(str(error))
 
-    def epoch_batches(self, epoch: int, part: int, num_workers: int) -> Iterator[Batch]:
+    def epoch_batches(self, epoch: int, part: int, num_workers: int) -> Iterator[Batch | EncodedBatch]:
         """Endless batches of one epoch for one of its ``num_workers`` interleaved parts."""
         rng = np.random.default_rng([self.seed, epoch, self.rank, part])
         if get_worker_info() is not None:  # in the main process the loop owns torch's generator
@@ -225,21 +302,84 @@ class TrainStream(IterableDataset):
             for index in rng.choice(len(streams), size=MIX_DRAWS, p=probabilities).tolist():
                 yield next(streams[index])
 
-    def samples(self, groups: Iterator[tuple[int, ChosenViews]]) -> Iterator[tuple[torch.Tensor, int, int]]:
+    def samples(self, groups: Iterator[tuple[int, ChosenViews]]
+                ) -> Iterator[tuple[torch.Tensor | EncodedViews, int, int]]:
+        views_of = self.encoded_views if self.gpu_augment else self.augmented_views
         for set_index, group in groups:
             try:
-                decoded = {view: decode_group_view(group, view) for view in group.views}
+                views = views_of(group)
             except CorruptSampleError as error:
                 self.policy.handle(error, group.source)
                 continue
-            images = torch.stack([self.augment(decoded[view]) for view in group.chosen])
             label = group.label if group.label is not None else UNLABELLED
-            yield images, set_index * GROUP_ID_STRIDE + group.anchor, label
+            yield views, set_index * GROUP_ID_STRIDE + group.anchor, label
 
-    def collate(self, samples: list[tuple[torch.Tensor, int, int]]) -> Batch:
-        images, group_ids, labels = zip(*samples)
-        return Batch(torch.stack(images), torch.tensor(group_ids, dtype=torch.int64),
-                     torch.tensor(labels, dtype=torch.int64), self.policy.take_skipped())
+    def augmented_views(self, group: ChosenViews) -> torch.Tensor:
+        """uint8 [M, 3, S, S]: every chosen view decoded (each once), then each augmented."""
+        decoded = {view: decode_group_view(group, view) for view in group.views}
+        return torch.stack([self.augment(decoded[view]) for view in group.chosen])
+
+    def encoded_views(self, group: ChosenViews) -> EncodedViews:
+        """The chosen views' bytes and parameters, refused or drawn as ``augmented_views`` would:
+        every view's header checked first, then the draws in the same order."""
+        sizes = {view: header_size(group, view) for view in group.views}
+        position = {view: index for index, view in enumerate(group.views)}
+        return EncodedViews(list(group.views.values()), [view_name(group, view) for view in group.views],
+                            [position[view] for view in group.chosen],
+                            [self.augment.draw_for_size(*sizes[view]) for view in group.chosen])
+
+    def collate(self, samples: list[tuple[torch.Tensor | EncodedViews, int, int]]) -> Batch | EncodedBatch:
+        views, group_ids, labels = zip(*samples)
+        group_ids = torch.tensor(group_ids, dtype=torch.int64)
+        labels = torch.tensor(labels, dtype=torch.int64)
+        if self.gpu_augment:
+            return EncodedBatch.collate(views, group_ids, labels, self.policy.take_skipped())
+        return Batch(torch.stack(views), group_ids, labels, self.policy.take_skipped())
+
+
+class DeviceAugment:
+    """--gpu-augment's last stage, in the training process: an EncodedBatch -> a Batch whose uint8
+    views were decoded and augmented on ``device`` (see the module docstring for corrupt bodies)."""
+
+    def __init__(self, config: AugmentConfig, device: torch.device, skip_corrupt: bool):
+        self.augment = BatchViewAugment(config)
+        self.device = device
+        self.skip_corrupt = skip_corrupt
+
+    def __call__(self, batch: EncodedBatch) -> Batch:
+        jpegs = batch.jpegs.split(batch.jpeg_sizes.tolist())
+        try:
+            decoded = decode_views(jpegs, self.device)
+        except RuntimeError:
+            decoded = decode_each(jpegs, self.device)
+            if all(isinstance(image, torch.Tensor) for image in decoded):
+                raise  # the batch failed as a whole (e.g. out of device memory), not one of its JPEGs
+            batch = self.without_undecodable(batch, decoded)
+        images = self.augment([decoded[index] for index in batch.view_jpegs.tolist()], batch.params.to(self.device))
+        return Batch(images.unflatten(0, (len(batch.group_ids), -1)), batch.group_ids, batch.labels,
+                     batch.skipped)
+
+    def without_undecodable(self, batch: EncodedBatch, decoded: list[torch.Tensor | str]) -> EncodedBatch:
+        """Names the first JPEG that does not decode (its entry in ``decoded`` is the reason) or,
+        with skip_corrupt, points each sample that uses one to the views and parameters of the
+        batch's first intact sample, counted as skipped."""
+        reasons = {index: reason for index, reason in enumerate(decoded) if isinstance(reason, str)}
+        first = min(reasons)
+        problem = f"{batch.names[first]} is not a decodable JPEG ({reasons[first]})."
+        if not self.skip_corrupt:
+            raise UndecodableViewError(problem)
+        samples = len(batch.group_ids)
+        per_sample = batch.view_jpegs.view(samples, -1)
+        broken = [any(jpeg in reasons for jpeg in row) for row in per_sample.tolist()]
+        intact = [sample for sample in range(samples) if not broken[sample]]
+        if not intact:
+            raise UndecodableViewError(f"Every sample of a batch holds a view that does not decode; the first: "
+                                       f"{problem}")
+        rows = torch.tensor([intact[0] if broken[sample] else sample for sample in range(samples)])
+        views = (rows[:, None] * per_sample.shape[1] + torch.arange(per_sample.shape[1])).flatten()
+        return batch._replace(view_jpegs=batch.view_jpegs[views], params=batch.params.select(views),
+                              group_ids=batch.group_ids[rows], labels=batch.labels[rows],
+                              skipped=batch.skipped + sum(broken))
 
 
 class TrainLoader:
@@ -254,15 +394,15 @@ class TrainLoader:
         self.steps_per_epoch = stream.steps_per_epoch
         self.dataloader = DataLoader(stream, batch_size=None, num_workers=num_workers,
                                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
-        self._batches: Iterator[Batch | StreamFailure] | None = None
+        self._batches: Iterator[Batch | EncodedBatch | StreamFailure] | None = None
         self._next_epoch: int | None = None  # the epoch the running iterator is at the start of
 
     def __len__(self) -> int:
         return self.steps_per_epoch
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
-        """The batches of one epoch; raises CorruptSampleError naming the shard on corrupt data
-        (unless the loader skips it)."""
+    def epoch(self, epoch: int) -> Iterator[Batch | EncodedBatch]:
+        """The batches of one epoch (EncodedBatch under --gpu-augment); raises CorruptSampleError
+        naming the shard on corrupt data (unless the loader skips it)."""
         if self._batches is None or self._next_epoch != epoch:
             self.stream.epoch_cell.fill_(epoch)
             self._batches = iter(self.dataloader)
@@ -278,10 +418,12 @@ class TrainLoader:
 def build_loader(sources: Sequence[DataSource], *, batch_size: int, views: int = 2,
                  augment: AugmentConfig = AugmentConfig(), num_workers: int = 4, seed: int = 0,
                  rank: int = 0, world_size: int = 1, skip_corrupt: bool = False,
-                 shuffle_buffer: int = 1000, pin_memory: bool = False) -> TrainLoader:
+                 shuffle_buffer: int = 1000, pin_memory: bool = False,
+                 gpu_augment: bool = False) -> TrainLoader:
     """The training input for one rank. ``views`` (M >= 1) per sample; ``rank``/``world_size`` of
     this process; ``skip_corrupt`` skips and counts broken tars and samples instead of stopping;
-    ``shuffle_buffer`` caps the groups each worker shuffles among."""
+    ``shuffle_buffer`` caps the groups each worker shuffles among; ``gpu_augment``: the workers do
+    not decode, the batches are EncodedBatch for DeviceAugment."""
     if not sources:
         raise DataConfigError("Give at least one shard set to train on.")
     if batch_size < 1 or views < 1 or num_workers < 0 or shuffle_buffer < 1:
@@ -292,5 +434,5 @@ def build_loader(sources: Sequence[DataSource], *, batch_size: int, views: int =
     steps = steps_per_epoch(sources, batch_size, world_size)
     stream = TrainStream(sources, batch_size=batch_size, steps_per_epoch=steps, views=views, augment=augment,
                          seed=seed, rank=rank, world_size=world_size, skip_corrupt=skip_corrupt,
-                         shuffle_buffer=shuffle_buffer)
+                         shuffle_buffer=shuffle_buffer, gpu_augment=gpu_augment)
     return TrainLoader(stream, num_workers, pin_memory)

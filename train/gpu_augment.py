@@ -1,14 +1,17 @@
 """Decode and augment a batch of views on the training device (``--gpu-augment``).
 
 The CPU path (``train.augment.ViewAugment``) decodes each JPEG and augments it in a loader worker.
-Here the worker only draws each view's parameters, with ``ViewAugment.draw_for_size`` and the same
-torch generator, so the draws are the CPU path's, number for number; the JPEG bytes and the
-parameters travel to the device, where ``torchvision.io.decode_jpeg`` decodes the batch (nvJPEG on
-CUDA) and the augmentations run as batched tensor operations, each sample with its own parameters.
+Here the worker only reads each view's size from its JPEG header and draws the view's parameters
+with ``ViewAugment.draw_for_size`` and the same torch generator, so the draws are the CPU path's,
+number for number; the JPEG bytes and the parameters travel to the training process
+(``train.data.EncodedBatch``), where ``torchvision.io.decode_jpeg`` decodes the batch on the device
+(nvJPEG on CUDA) and the augmentations run as batched tensor operations, each sample with its own
+parameters (``train.data.DeviceAugment`` puts the pieces together).
 
 What differs from the CPU path: the crop's resize runs in float32 on the device instead of
 torchvision's uint8 kernel on the CPU, nvJPEG's inverse DCT is not libjpeg's, and batched colour
-steps round a little differently; ``tests/train/test_gpu_augment.py`` states by how much.
+steps round a little differently; ``tests/train/test_gpu_augment.py`` and
+``tests/train/test_gpu_augment_training.py`` state by how much.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 import torchvision.transforms.v2.functional as F
 
+from shards.reader import error_summary
 from train.augment import AugmentConfig, ViewAugment, ViewParams, blur_kernel_size, shift_hue
 
 NO_STEP = -1  # in ViewParamsBatch.jitter_order: this sample has no colour jitter
@@ -47,6 +51,10 @@ class ViewParamsBatch:
             blur_sigmas=torch.tensor([p.blur_sigma for p in params], dtype=torch.float32),
         )
 
+    def select(self, indices: torch.Tensor) -> ViewParamsBatch:
+        """The parameters of views ``indices`` (int64), in that order (repeats allowed)."""
+        return ViewParamsBatch(*(getattr(self, name)[indices] for name in self.__dataclass_fields__))
+
     def to(self, device: torch.device) -> ViewParamsBatch:
         return ViewParamsBatch(*(getattr(self, name).to(device, non_blocking=True)
                                  for name in self.__dataclass_fields__))
@@ -57,12 +65,24 @@ def draw_params(augment: ViewAugment, sizes: Sequence[tuple[int, int]]) -> ViewP
     return ViewParamsBatch.from_params([augment.draw_for_size(height, width) for height, width in sizes])
 
 
-def decode_views(jpegs: Sequence[bytes], device: torch.device) -> list[torch.Tensor]:
-    """JPEG bytes -> uint8 [3, H, W] RGB images on ``device``, decoded as one batch."""
+def decode_views(jpegs: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """JPEGs (1-D uint8 tensors of their bytes, on the CPU) -> uint8 [3, H, W] RGB images on
+    ``device``, decoded as one batch; raises RuntimeError when any of them does not decode."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    data = [torch.frombuffer(bytearray(jpeg), dtype=torch.uint8) for jpeg in jpegs]
-    return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    return decode_jpeg(list(jpegs), mode=ImageReadMode.RGB, device=device)
+
+
+def decode_each(jpegs: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor | str]:
+    """Each JPEG decoded alone: its image, or the decoder's reason (a few words) why it does not
+    decode. For a batch that failed to decode, since a batch decoder does not say which JPEG failed."""
+    decoded: list[torch.Tensor | str] = []
+    for jpeg in jpegs:
+        try:
+            decoded += decode_views([jpeg], device)
+        except RuntimeError as error:
+            decoded.append(error_summary(error))
+    return decoded
 
 
 def _per_sample(values: torch.Tensor) -> torch.Tensor:

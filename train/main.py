@@ -37,7 +37,7 @@ from train import distributed
 from train.augment import AugmentConfig, normalize
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.config import resolve, training_options, training_recipe, upgrade_saved_config
-from train.data import Batch, build_loader
+from train.data import Batch, DeviceAugment, build_loader
 from train.sources import check_shared_classes, open_sources, steps_per_epoch
 from train.losses import distributed_contrastive_loss
 from train.models import build_model
@@ -174,14 +174,14 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                  if distributed.is_distributed() else model)
 
     world = dist_info.world_size
-    loader = build_loader(sources, batch_size=config["batch_size"], views=config["views"],
-                          augment=AugmentConfig(crop_size=config["crop_size"],
-                                                crop_scale_min=config["crop_min_scale"],
-                                                blur=config["blur"],
-                                                color=config["color_augment"]),
+    augment = AugmentConfig(crop_size=config["crop_size"], crop_scale_min=config["crop_min_scale"],
+                            blur=config["blur"], color=config["color_augment"])
+    loader = build_loader(sources, batch_size=config["batch_size"], views=config["views"], augment=augment,
                           num_workers=config["workers"], seed=config["seed"], rank=dist_info.rank,
                           world_size=world, skip_corrupt=config["skip_corrupt"],
-                          pin_memory=device.type == "cuda")
+                          pin_memory=device.type == "cuda", gpu_augment=config["gpu_augment"])
+    # --gpu-augment: the loader's batches hold JPEG bytes and parameters, decoded and augmented here.
+    device_augment = DeviceAugment(augment, device, config["skip_corrupt"]) if config["gpu_augment"] else None
     steps_per_epoch, total_steps = loader.steps_per_epoch, schedule.total_steps
     assert steps_per_epoch == schedule.steps_per_epoch, "the loader and the schedule disagree on an epoch"
     optimizer = build_optimizer(config["optimizer"], model, schedule.peak_lr, config["weight_decay"])
@@ -209,6 +209,8 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
         window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
         wait_start = time.perf_counter()
         for batch in loader.epoch(epoch):
+            if device_augment:  # input preparation, so its time counts as waiting for data
+                batch = device_augment(batch)
             data_wait += time.perf_counter() - wait_start
             lr = lr_at(step, total_steps, schedule.warmup_steps, schedule.peak_lr)
             set_lr(optimizer, lr)

@@ -23,6 +23,11 @@ SIZES = [(64, 64), (48, 80), (96, 72)]
 CONFIGS = [AugmentConfig(crop_size=32), AugmentConfig(crop_size=48, crop_scale_min=0.3, blur=True)]
 
 
+def as_tensors(data: list[bytes]) -> list[torch.Tensor]:
+    """JPEG bytes as decode_views takes them: 1-D uint8 tensors on the CPU."""
+    return [torch.frombuffer(bytearray(jpeg), dtype=torch.uint8) for jpeg in data]
+
+
 def jpegs(count: int, seed: int = 0) -> list[bytes]:
     """Smooth random images with some noise, of three sizes, as JPEG."""
     generator = torch.Generator().manual_seed(seed)
@@ -60,7 +65,7 @@ def augment_both_ways(config: AugmentConfig, data: list[bytes], device: torch.de
     torch.manual_seed(5)
     on_cpu = torch.stack([augment(decode_view(jpeg)) for jpeg in data])
     torch.manual_seed(5)
-    views = decode_views(data, device)
+    views = decode_views(as_tensors(data), device)
     params = draw_params(augment, [tuple(view.shape[-2:]) for view in views])
     batched = BatchViewAugment(config)(views, params.to(device))
     return on_cpu, batched
@@ -84,7 +89,7 @@ def test_views_on_cuda_stay_close_to_the_cpu_path():
 
 def test_a_batch_without_jitter_or_blur_is_only_cropped_and_flipped():
     config = AugmentConfig(crop_size=16)
-    views = decode_views(jpegs(2), torch.device("cpu"))
+    views = decode_views(as_tensors(jpegs(2)), torch.device("cpu"))
     plain = ViewParamsBatch.from_params([
         ViewParams(crop=(0, 0, 64, 64), flip=False, jitter_order=(), jitter_factors=(1.0, 1.0, 1.0, 0.0),
                    grayscale=False, blur_sigma=0.0),
