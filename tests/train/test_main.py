@@ -37,6 +37,14 @@ def run_train(*args: object, timeout: float = 300) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=timeout)
 
 
+def train_in_process(*args: object) -> subprocess.CompletedProcess:
+    """train/main.py's command in this process (no interpreter start-up), its result read as a
+    process's: for refusals and short runs whose shell adds nothing that run_train does not test."""
+    result = CliRunner().invoke(train_main, [str(arg) for arg in args], prog_name="train/main.py")
+    return subprocess.CompletedProcess(["train/main.py", *map(str, args)], result.exit_code, result.stdout,
+                                       result.stderr)
+
+
 def torchrun_train(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
     """Two ranks on CPU (gloo), as tests/e2e runs them."""
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -73,19 +81,20 @@ def test_training_writes_run_folder_and_a_loadable_checkpoint(tmp_path, labelled
 
 def test_yaml_config_supplies_options_and_flags_win(tmp_path, labelled_set):
     config_file = tmp_path / "run.yaml"
-    config_file.write_text(yaml.safe_dump({"data": [str(labelled_set)], "epochs": 1,
-                                           "temperature": 0.3, "batch_size": 4}))
-    result = run_train("--config", config_file, "--out", tmp_path / "run", "--batch-size", 8,
+    config_file.write_text(yaml.safe_dump({"data": [str(labelled_set)], "epochs": 1, "temperature": 0.3,
+                                           "batch_size": 4, "backbone": "convnet-small"}))
+    result = train_in_process("--config", config_file, "--out", tmp_path / "run", "--batch-size", 8,
                        "--workers", 0, "--no-progress")
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["temperature"] == 0.3 and config["batch_size"] == 8 and config["epochs"] == 1
+    assert config["backbone"] == "convnet-small"
 
 
 def test_supcon_and_multipos_train(tmp_path, labelled_set):
     for method, views in (("supcon", 2), ("multipos", 3)):
-        result = run_train("--data", labelled_set, "--out", tmp_path / method, "--epochs", 1,
-                           "--method", method, "--views", views, *FAST)
+        result = train_in_process("--data", labelled_set, "--out", tmp_path / method, "--epochs", 1,
+                                  "--method", method, "--views", views, *FAST)
         assert result.returncode == 0, result.stderr
         assert len(read_metrics(tmp_path / method)) == 3
 
@@ -101,11 +110,11 @@ def test_corrupt_sample_stops_with_the_shard_name_or_is_skipped_and_counted(tmp_
     data[at:at + 10] = b"0000000009"[::-1]
     shard.write_bytes(bytes(data))
 
-    stopped = run_train("--data", broken, "--out", tmp_path / "stop", "--epochs", 1, *FAST)
+    stopped = train_in_process("--data", broken, "--out", tmp_path / "stop", "--epochs", 1, *FAST)
     assert_clean_failure(stopped, "shard-000001.tar")
 
-    skipped = run_train("--data", broken, "--out", tmp_path / "skip", "--epochs", 1,
-                        "--skip-corrupt", *FAST)
+    skipped = train_in_process("--data", broken, "--out", tmp_path / "skip", "--epochs", 1,
+                               "--skip-corrupt", *FAST)
     assert skipped.returncode == 0, skipped.stderr
     assert sum(record["skipped"] for record in read_metrics(tmp_path / "skip")) >= 1
 
@@ -137,7 +146,7 @@ def test_bad_input_gets_one_sentence(tmp_path, labelled_set, case):
 
 def test_supcon_refuses_a_set_without_classes(tmp_path):
     unlabelled = make_set(tmp_path / "unlabelled", generator="make_unconditional", anchors=16)
-    result = run_train("--data", unlabelled, "--out", tmp_path / "run", "--method", "supcon", *FAST)
+    result = train_in_process("--data", unlabelled, "--out", tmp_path / "run", "--method", "supcon", *FAST)
     assert_clean_failure(result, "no class labels")
 
 
@@ -149,40 +158,40 @@ def test_a_manifest_of_another_version_is_refused(tmp_path, labelled_set):
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["version"] = 7
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    result = run_train("--data", copy, "--out", tmp_path / "run", *FAST)
+    result = train_in_process("--data", copy, "--out", tmp_path / "run", *FAST)
     assert_clean_failure(result, "version 7")
 
 
 def test_resume_refuses_other_settings_and_a_new_run_refuses_an_old_folder(tmp_path, labelled_set):
     run = tmp_path / "run"
-    assert run_train("--data", labelled_set, "--out", run, "--epochs", 1, *FAST).returncode == 0
+    assert train_in_process("--data", labelled_set, "--out", run, "--epochs", 1, *FAST).returncode == 0
     before = (run / "last.pt").read_bytes()
-    other = run_train("--data", labelled_set, "--out", run, "--epochs", 1, "--temperature", 0.5,
-                      "--resume", *FAST)
+    other = train_in_process("--data", labelled_set, "--out", run, "--epochs", 1, "--temperature", 0.5,
+                             "--resume", *FAST)
     assert_clean_failure(other, "temperature")
-    again = run_train("--data", labelled_set, "--out", run, "--epochs", 1, *FAST)
+    again = train_in_process("--data", labelled_set, "--out", run, "--epochs", 1, *FAST)
     assert_clean_failure(again, "--resume")
     assert (run / "last.pt").read_bytes() == before
 
 
 def test_resume_survives_a_torn_metrics_line_and_refuses_data_changed_in_place(tmp_path):
     data, run = make_set(tmp_path / "data"), tmp_path / "run"
-    assert run_train("--data", data, "--out", run, "--epochs", 1, *FAST).returncode == 0
+    assert train_in_process("--data", data, "--out", run, "--epochs", 1, *FAST).returncode == 0
     with open(run / "metrics.jsonl", "a") as metrics:
         metrics.write('{"step": 4, "epo')  # a write cut off by a crash
-    resumed = run_train("--data", data, "--out", run, "--epochs", 1, "--resume", *FAST)
+    resumed = train_in_process("--data", data, "--out", run, "--epochs", 1, "--resume", *FAST)
     assert resumed.returncode == 0, resumed.stderr
     assert [record["step"] for record in read_metrics(run)] == [1, 2, 3]
 
     shutil.rmtree(data)
     make_set(data, anchors=32)  # the same path now holds other groups
-    changed = run_train("--data", data, "--out", run, "--epochs", 2, "--resume", *FAST)
+    changed = train_in_process("--data", data, "--out", run, "--epochs", 2, "--resume", *FAST)
     assert_clean_failure(changed, "data_manifests")
 
 
 def test_the_default_schedule_warms_up_then_decays_over_a_short_run(tmp_path, labelled_set):
     run = tmp_path / "run"
-    result = run_train("--data", labelled_set, "--out", run, "--epochs", 8, "--batch-size", 8, *SMALL)
+    result = train_in_process("--data", labelled_set, "--out", run, "--epochs", 8, "--batch-size", 8, *SMALL)
     assert result.returncode == 0, result.stderr
     lrs = [record["lr"] for record in read_metrics(run)]
     peak = 0.05 * 8 / 256
@@ -223,7 +232,7 @@ def test_steps_are_the_same_on_sets_of_any_size_on_every_rank_and_a_resume_reach
 
 def test_zero_steps_saves_the_untrained_encoder_as_a_baseline(tmp_path, labelled_set):
     run = tmp_path / "run"
-    result = run_train("--data", labelled_set, "--out", run, "--steps", 0, "--batch-size", 8, *SMALL)
+    result = train_in_process("--data", labelled_set, "--out", run, "--steps", 0, "--batch-size", 8, *SMALL)
     assert result.returncode == 0, result.stderr
     state = torch.load(run / "last.pt", weights_only=True)
     assert (state["step"], state["epoch"]) == (0, 0) and not (run / "metrics.jsonl").exists()
