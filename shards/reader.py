@@ -48,16 +48,26 @@ class UndecodableViewError(CorruptSampleError):
     """A view whose bytes start like a JPEG but do not decode."""
 
 
+def view_size(data: bytes, where: str = "The view") -> tuple[int, int]:
+    """(height, width) of a JPEG view from its frame header, checked before anything decodes it:
+    a header that does not parse (the decoder would search on for one, unchecked) raises
+    UndecodableViewError, a size past the pixel limit CorruptSampleError, each starting with ``where``."""
+    dimensions = jpeg_dimensions(data)
+    if dimensions is None:
+        raise UndecodableViewError(f"{where} is not a decodable JPEG (its frame header does not parse).")
+    oversized = oversized_image(data)
+    if oversized:
+        raise CorruptSampleError(f"{where} {oversized}.")
+    width, height = dimensions
+    return height, width
+
+
 def decode_view(data: bytes, where: str = "The view") -> torch.Tensor:
     """A JPEG view as uint8 [3, H, W] (grayscale JPEGs are expanded to RGB); raises
     UndecodableViewError, its message starting with ``where``, when the bytes do not decode."""
     from torchvision.io import ImageReadMode, decode_jpeg  # 2 s to import; writers never decode
 
-    if jpeg_dimensions(data) is None:  # the decoder would search on for a frame header, unchecked
-        raise UndecodableViewError(f"{where} is not a decodable JPEG (its frame header does not parse).")
-    oversized = oversized_image(data)
-    if oversized:
-        raise CorruptSampleError(f"{where} {oversized}.")
+    view_size(data, where)
     try:
         return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except RuntimeError as error:  # torchvision reports every kind of corrupt JPEG data this way
@@ -75,9 +85,14 @@ class ChosenViews:
     source: str  # the shard it came from, for error messages
 
 
+def view_name(group: Group | ChosenViews, view: int) -> str:
+    """A view of a group as errors name it: by shard, sample and view."""
+    return f"shard {group.source}: sample {group_key(group.anchor)} view {view}"
+
+
 def decode_group_view(group: Group | ChosenViews, view: int) -> torch.Tensor:
     """View ``view`` of a group, decoded; an undecodable one is named by shard, sample and view."""
-    return decode_view(group.views[view], f"shard {group.source}: sample {group_key(group.anchor)} view {view}")
+    return decode_view(group.views[view], view_name(group, view))
 
 
 def error_summary(error: BaseException) -> str:

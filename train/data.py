@@ -51,9 +51,9 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shards import CorruptSampleError, ShardSetError
-from shards.jpeg_header import jpeg_dimensions
-from shards.reader import ChosenViews, UndecodableViewError, decode_group_view, error_summary
-from shards.schema import DamagedShardError, group_key, oversized_image
+from shards.reader import (ChosenViews, UndecodableViewError, decode_group_view, error_summary, view_name,
+                           view_size)
+from shards.schema import DamagedShardError
 from train.augment import AugmentConfig, ViewAugment, ViewParams
 from train.gpu_augment import BatchViewAugment, ViewParamsBatch, decode_each, decode_views
 from train.sources import DataConfigError, DataSource, steps_per_epoch
@@ -165,26 +165,6 @@ class CorruptDataPolicy:
     def take_skipped(self) -> int:
         count, self.skipped = self.skipped, 0
         return count
-
-
-def view_name(group: ChosenViews, view: int) -> str:
-    """A view as shards.reader.decode_group_view names it in its errors."""
-    return f"shard {group.source}: sample {group_key(group.anchor)} view {view}"
-
-
-def header_size(group: ChosenViews, view: int) -> tuple[int, int]:
-    """(height, width) of a view from its JPEG frame header, refused as shards.reader.decode_view
-    refuses it before decoding (same errors, same sentences): a header that does not parse, or a
-    size past the pixel limit."""
-    data, name = group.views[view], view_name(group, view)
-    dimensions = jpeg_dimensions(data)
-    if dimensions is None:
-        raise UndecodableViewError(f"{name} is not a decodable JPEG (its frame header does not parse).")
-    oversized = oversized_image(data)
-    if oversized:
-        raise CorruptSampleError(f"{name} {oversized}.")
-    width, height = dimensions
-    return height, width
 
 
 def worker_position() -> tuple[int, int]:
@@ -322,7 +302,7 @@ class TrainStream(IterableDataset):
     def encoded_views(self, group: ChosenViews) -> EncodedViews:
         """The chosen views' bytes and parameters, refused or drawn as ``augmented_views`` would:
         every view's header checked first, then the draws in the same order."""
-        sizes = {view: header_size(group, view) for view in group.views}
+        sizes = {view: view_size(data, view_name(group, view)) for view, data in group.views.items()}
         position = {view: index for index, view in enumerate(group.views)}
         return EncodedViews(list(group.views.values()), [view_name(group, view) for view in group.views],
                             [position[view] for view in group.chosen],
