@@ -1,9 +1,10 @@
 """A labelled ImageFolder of grey-like silhouettes drawn as RGB: the miniature experiment's real data.
 
 Ten classes of light shapes on dark backgrounds, each image with its own position, scale,
-rotation, stretch, grey levels, tint, shading and noise, so that a class is recognisable but not a
-fixed template. Every image comes from a generator seeded by (seed, split, class, index) alone:
-the folder is the same on any machine.
+rotation, stretch, shading and noise, so that a class is recognisable but not a fixed template. The
+two grey levels are the same in every image: a level of its own would let an encoder trained on
+crops and flips tell images apart by colour alone, and learn nothing of shape. Every image comes
+from a generator seeded by (seed, split, class, index) alone: the folder is the same on any machine.
 
     python -m experiments.silhouettes --out data/silhouettes
 """
@@ -22,13 +23,11 @@ from common.console import exit_with
 SPLITS = ("train", "test")
 SUPERSAMPLE = 4  # shapes are drawn this many times larger, then averaged down: soft, antialiased edges
 CIRCLE_VERTICES = 48
-# Ranges of the random draws, as fractions of the image side or grey levels in [0, 1]: wide enough
-# that a class is no fixed template, narrow enough that a pixel-space 20-NN names about four
-# test images in five (the miniature's data).
+# Ranges of the random draws, as fractions of the image side: wide enough that a class is no fixed
+# template, narrow enough that a pixel-space 20-NN names most test images (the miniature's data).
 RADIUS = (0.3, 0.45)
-CENTRE_JITTER = 0.05
-SHAPE_GREY, BACKGROUND_GREY = (0.55, 1.0), (0.0, 0.4)
-MAX_TINT = 0.06  # largest per-channel colour shift away from grey
+CENTRE_JITTER = 0.12  # shapes may touch the border: pixel-space neighbours must not solve the task
+SHAPE_GREY, BACKGROUND_GREY = 0.85, 0.15  # levels in [0, 1], before shading and noise
 
 # A shape is a list of (polygon, filled) parts in unit coordinates (radius about 1, centred):
 # filled parts are drawn first, unfilled ones cut holes.
@@ -97,28 +96,20 @@ def _mask(parts: list[Part], rng: np.random.Generator, size: int) -> np.ndarray:
     return coverage.mean(axis=(1, 3)) / 255.0
 
 
-def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A light shape on a dark background, each a grey level plus a mild random tint."""
-    shape = rng.uniform(*SHAPE_GREY) + rng.uniform(-MAX_TINT, MAX_TINT, size=3)
-    background = rng.uniform(*BACKGROUND_GREY) + rng.uniform(-MAX_TINT, MAX_TINT, size=3)
-    return shape, background
-
-
-def _shaded(colour: np.ndarray, rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
-    """A colour under a linear brightness ramp in a random direction: [size, size, 3]."""
+def _shaded(grey: float, rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
+    """A grey level under a linear brightness ramp in a random direction: [size, size, 1]."""
     direction = rng.uniform(0.0, 2.0 * math.pi)
     axis = (np.arange(size) + 0.5) / size - 0.5
     ramp = math.cos(direction) * axis[None, :] + math.sin(direction) * axis[:, None]
-    return colour * (1.0 + strength * rng.uniform(-1.0, 1.0) * ramp)[..., None]
+    return grey * (1.0 + strength * rng.uniform(-1.0, 1.0) * ramp)[..., None]
 
 
 def draw_silhouette(class_index: int, rng: np.random.Generator, size: int) -> np.ndarray:
     """One uint8 RGB image [size, size, 3] of class ``class_index``."""
     coverage = _mask(SHAPES[class_index][1], rng, size)[..., None]
-    shape_colour, background_colour = _colours(rng)
-    image = (coverage * _shaded(shape_colour, rng, size, 0.2)
-             + (1.0 - coverage) * _shaded(background_colour, rng, size, 0.3))
-    image += rng.normal(0.0, 0.02, size=image.shape)  # a little sensor noise
+    image = (coverage * _shaded(SHAPE_GREY, rng, size, 0.2)
+             + (1.0 - coverage) * _shaded(BACKGROUND_GREY, rng, size, 0.3))
+    image = image + rng.normal(0.0, 0.02, size=(size, size, 3))  # a little sensor noise, per channel
     return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 

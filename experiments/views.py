@@ -12,9 +12,10 @@ private shortcuts:
 3. ``python -m generate --generator cgan`` one set per view method (no latent views, gaussian views,
    independent same-class views), as many groups as the train split has images;
 4. ``train/main.py --backbone convnet-small`` every condition for the same steps and batch, for
-   every seed, with the full SimCLR augmentation: without colour jitter an encoder matches two
-   crops by their background colour and learns nothing of shape (measured: linear@10 26%, under the
-   random-init floor's 52%); the random-init floor trains for 0 steps;
+   every seed, with crops and flips (``--color-augment`` adds colour jitter and grayscale, which
+   colour photographs need: where every image has grey levels of its own, an encoder trained on
+   crops and flips alone tells images apart by colour and learns nothing of shape); the
+   random-init floor trains for 0 steps;
 5. ``python -m evaluate`` each encoder on the real splits: a low-label probe (labels per class,
    several seeded draws), kNN and the full-label probe; nothing is chosen on the test split.
 
@@ -117,6 +118,7 @@ class Settings:
     knn_k: int
     probe_epochs: int
     workers: int
+    color_augment: bool
 
     def data_arguments(self, name: str, walks: Path) -> list[object]:
         """``python -m generate`` arguments of a generated set, by its name (``walks``: the fitted walk file)."""
@@ -210,6 +212,7 @@ class Experiment:
             "--steps", steps, "--batch-size", self.settings.batch_size, "--optimizer", "adamw",
             "--lr", LR_PER_256_GROUPS, "--weight-decay", 1e-4, "--warmup", 0.05, "--temperature", 0.2,
             "--projection-dim", 64, "--crop-min-scale", 0.2, "--seed", seed,
+            "--color-augment" if self.settings.color_augment else "--no-color-augment",
             "--workers", self.settings.workers, *resume, *self.no_progress()])
 
     def evaluate(self, name: str, seed: int) -> None:
@@ -452,12 +455,16 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
 @click.option("--knn-k", type=click.IntRange(1), default=20, help="Neighbours of the kNN classifier.")
 @click.option("--probe-epochs", type=click.IntRange(1), default=30, help="Epochs of the linear probes.")
 @click.option("--workers", type=click.IntRange(0), default=1, help="Data-loading processes of the trainer.")
+@click.option("--color-augment/--no-color-augment", default=False,
+              help="Colour jitter and grayscale besides crops and flips in every training: needed where each "
+                   "image has colours of its own (photographs, e.g. CIFAR-10), not on the silhouettes.")
 @click.option("--resume", is_flag=True, help="Continue the experiment in --out; finished steps are not redone.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bars of every step.")
 @reports_errors
 def main(real: Path, out: Path, condition_list: str, seeds: str, sigma: float, sigmas: str, views: int,
          steps: int, batch_size: int, fit_steps: int, walk_samples: int, scale: float, image_size: str, labels_per_class: int,
-         draws: int, knn_k: int, probe_epochs: int, workers: int, resume: bool, progress: bool) -> None:
+         draws: int, knn_k: int, probe_epochs: int, workers: int, color_augment: bool, resume: bool,
+         progress: bool) -> None:
     """Train an encoder on each view condition and on the real images, and compare them on real labels."""
     settings = Settings(
         real=str(real.resolve()), seeds=parse_list(seeds, int, "--seeds"),
@@ -466,7 +473,7 @@ def main(real: Path, out: Path, condition_list: str, seeds: str, sigma: float, s
         steps=max(1, round(steps * scale)), batch_size=batch_size, fit_steps=max(1, round(fit_steps * scale)),
         walk_samples=max(1, round(walk_samples * scale)),
         image_size=int(image_size), labels_per_class=labels_per_class, draws=draws, knn_k=knn_k,
-        probe_epochs=probe_epochs, workers=workers)
+        probe_epochs=probe_epochs, workers=workers, color_augment=color_augment)
     if not (math.isfinite(sigma) and sigma > 0):
         raise ExperimentError(f"--sigma must be finite and above 0, not {sigma}.")
     if not settings.seeds or any(seed < 0 for seed in settings.seeds):

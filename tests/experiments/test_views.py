@@ -58,6 +58,8 @@ def test_every_condition_is_trained_evaluated_and_tabled(experiment):
     assert table.count("\n") == 2 + len(names) and "random init" in table
     with Image.open(experiment / "views.png") as image:
         assert image.width > 600
+    # crops and flips by default: the silhouettes' grey levels are the same in every image
+    assert "color_augment: false" in (experiment / "runs" / "none-simclr-seed0" / "config.yaml").read_text()
 
 
 def test_a_rerun_resumes_without_redoing_finished_runs(experiment, real):
@@ -99,9 +101,10 @@ def refusal(*args: object) -> str:
     return result.output
 
 
-def test_a_resume_with_other_settings_is_refused(experiment, real):
-    output = refusal("--real", real, "--out", experiment, *TINY, "--steps", 4, "--resume")
-    assert "other settings (steps differ)" in output
+@pytest.mark.parametrize("other, changed", [(["--steps", 4], "steps"), (["--color-augment"], "color_augment")])
+def test_a_resume_with_other_settings_is_refused(experiment, real, other, changed):
+    output = refusal("--real", real, "--out", experiment, *TINY, *other, "--resume")
+    assert f"other settings ({changed} differ)" in output
 
 
 def test_an_existing_experiment_without_resume_is_refused(experiment, real):
