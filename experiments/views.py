@@ -54,8 +54,8 @@ from train.main import main as train_main
 
 SPLITS = ("train", "test")
 SETTINGS_FILE = "experiment.json"
-# The trainer scales its --lr by the batch in groups / 256: a peak of 1e-3 at the default batch of 128
-# groups (256 images), the recipe's, and the same per-image rate at any other batch.
+# The trainer scales its --lr by the batch in groups / 256: the recipe's peak of 1e-3 at 128 groups (256
+# images), so the same per-image rate at any batch (5e-4 at the default 64 groups).
 LR_PER_256_GROUPS = 2e-3
 
 
@@ -440,8 +440,8 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
 @click.option("--sigmas", default="", help="A sweep, e.g. 0.2,0.5,1.0: adds gaussian@SIGMA conditions and a "
                                            "plot of accuracy against sigma.")
 @click.option("--views", type=click.IntRange(2), default=2, help="Images per generated group with latent views.")
-@click.option("--steps", type=click.IntRange(1), default=250, help="Training steps of every condition (x --scale).")
-@click.option("--batch-size", type=click.IntRange(2), default=128,
+@click.option("--steps", type=click.IntRange(1), default=300, help="Training steps of every condition (x --scale).")
+@click.option("--batch-size", type=click.IntRange(2), default=64,
               help="Training batch of every condition, in groups (two views each).")
 @click.option("--fit-steps", type=click.IntRange(1), default=1200, help="GAN fitting steps (x --scale).")
 @click.option("--walk-samples", type=click.IntRange(1), default=16000,
