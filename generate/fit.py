@@ -9,9 +9,12 @@ over fresh samples.
 The MSGAN weight defaults to 0.2, not the recipe's 1: with these networks, weight 1 made two images
 of one class differ more than two real ones do (diversity ratio 1.18) in saturated black and white,
 and a pixel kNN recognised 35-44% of them after 800-2400 steps; weight 0.2 gave a ratio of 0.87 and
-48.7% after 1200 steps (silhouettes, 8,000 images), and nearby latents gave nearby images. The out folder ends up holding ``config.json`` and ``generator.pt`` (what
-``--generator cgan --weights DIR`` loads), ``fit-report.json`` (quality figures) and
-``training-state.pt`` (what ``--resume`` continues from).
+48.7% after 1200 steps, and nearby latents gave nearby images (silhouettes with a grey level per
+image, 8,000 images; on the present silhouettes, placed more widely, 0.87 and 33.0%).
+
+The out folder ends up holding ``config.json`` and ``generator.pt`` (what ``--generator cgan
+--weights DIR`` loads), ``fit-report.json`` (quality figures) and ``training-state.pt`` (what
+``--resume`` continues from).
 
     python -m generate.fit --data data/silhouettes/train --out weights/silhouettes --minutes 12
 """
