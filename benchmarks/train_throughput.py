@@ -4,6 +4,7 @@ The ratio says whether the input pipeline keeps up with the model (1.0: training
 data). Without --data it renders a set with the embedded generator first.
 
     python -m benchmarks.train_throughput [--data SET] [--backbone resnet18] [--image-size 64]
+    python -m benchmarks.train_throughput --no-channels-last   # the memory format's share, as a ratio
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast and channels-last (CUDA)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="the channels-last memory format, the trainer's default on CUDA and CPUs")
     parser.add_argument("--small-stem", action=argparse.BooleanOptionalAction, default=True,
                         help="the 3x3 stride-1 stem the trainer uses at 64 px and below")
     args = parser.parse_args()
@@ -70,7 +73,7 @@ def main() -> None:
                               num_workers=args.workers, pin_memory=args.device != "cpu")
         torch.manual_seed(0)
         model = build_model(args.backbone, small_images=args.small_stem).to(args.device)
-        if args.bf16:
+        if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = build_optimizer("sgd", model, lr=0.01, weight_decay=1e-4)
         precision = (torch.autocast("cuda", dtype=torch.bfloat16) if args.bf16
@@ -78,14 +81,15 @@ def main() -> None:
 
         def step(batch: Batch) -> torch.Tensor:
             return training_step(model, optimizer, batch, supervised=False, temperature=0.1,
-                                 precision=precision, channels_last=args.bf16)
+                                 precision=precision, channels_last=args.channels_last)
 
         from_loader = images_per_second(loader.epoch(0), step, args.steps, args.warmup)
         held = next(iter(loader.epoch(1)))
         in_memory = images_per_second(itertools.repeat(held), step, args.steps, args.warmup)
 
     setup = ", ".join(["small stem" if args.small_stem else "ImageNet stem", args.device]
-                      + (["bf16, channels-last"] if args.bf16 else []))
+                      + (["bf16"] if args.bf16 else [])
+                      + (["channels-last"] if args.channels_last else ["contiguous"]))
     print(f"\n{args.backbone} ({setup}) at {args.image_size} px, batch {args.batch_size} x 2 views, "
           f"{args.workers} workers, {torch.get_num_threads()} threads")
     print("| input | images/s |\n|---|---|")
