@@ -325,10 +325,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
     bars.legend()
     if sweep:
         curve = axes[0][1]
+        baseline = next((row for row in rows if row["condition"] == "none"), None)
         for metric, name in ((low, low), ("knn", "kNN")):
-            curve.errorbar([sigma for sigma, _ in sweep], [100 * row[metric]["mean"] for _, row in sweep],
-                           yerr=[100 * row[metric]["std"] for _, row in sweep], marker="o", capsize=3,
-                           label=name)
+            line = curve.errorbar([sigma for sigma, _ in sweep], [100 * row[metric]["mean"] for _, row in sweep],
+                                  yerr=[100 * row[metric]["std"] for _, row in sweep], marker="o", capsize=3,
+                                  label=name)
+            if baseline:  # what the sweep is measured against
+                curve.axhline(100 * baseline[metric]["mean"], linestyle="--", color=line[0].get_color(),
+                              label=f"{name}, no latent views")
         curve.set_xlabel("sigma of the gaussian views")
         curve.set_ylabel("top-1 (%)")
         curve.set_title("accuracy against sigma")
