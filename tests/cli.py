@@ -1,4 +1,5 @@
-"""Running the project's command lines as a user would: a real subprocess, checked output."""
+"""Running the project's command lines as a user would: a real subprocess, checked output; or, where the
+shell adds nothing under test, the same command in this process."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import click
+from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = "tests.generate.plugin_generators"
@@ -25,6 +29,13 @@ def run_module(module: str, *args: object, cwd: Path | None = None,
                timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=cli_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(command: click.Command, prog_name: str, *args: object) -> subprocess.CompletedProcess:
+    """A command line in this process (no interpreter start-up), its result read as a process's."""
+    result = CliRunner().invoke(command, [str(arg) for arg in args], prog_name=prog_name)
+    return subprocess.CompletedProcess([prog_name, *map(str, args)], result.exit_code, result.stdout,
+                                       result.stderr)
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -1,7 +1,9 @@
 """A full disk, for real: every command that writes (generate, ingest, the trainer's checkpoint,
 ``evaluate --out``, ``shards show --out``) writes onto a small tmpfs mounted for the test. Each must
 stop with one sentence naming the device, leave no temporary file and nothing at a final name that
-is not whole, and complete when rerun after space was freed."""
+is not whole, and complete when rerun after space was freed. The failing run is a real process (its
+stderr is what a user reads); the rerun, whose shell adds nothing, runs the same command in this
+process."""
 
 from __future__ import annotations
 
@@ -12,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from common.files import TEMP_SUFFIX
+from evaluate.cli import cli as evaluate_cli
+from generate.cli import main as generate_main
+from shards.cli import cli as shards_cli
 from shards.verify import verify_set
-from tests.cli import REPO, assert_clean_failure, cli_env, run_module, tree_digest
+from tests.cli import REPO, assert_clean_failure, cli_env, run_in_process, run_module, tree_digest
+from train.main import main as train_main
 from tests.e2e.test_pipeline import write_image_folder
 
 TRAIN = str(REPO / "train" / "main.py")
@@ -61,11 +67,18 @@ def assert_full_disk_sentence(result: subprocess.CompletedProcess, disk: SmallDi
     assert lines[-1].startswith("error: ") and sum(line.startswith("error") for line in lines) == 1, lines
 
 
+SMALLEST_TRAINING = ["--epochs", 1, "--batch-size", 8, "--backbone", "convnet-small", "--workers", 0, "--no-progress"]
+
+
 def train(*args: object) -> subprocess.CompletedProcess:
     """One epoch of the trainer, a real process, at the smallest useful size."""
-    return subprocess.run([sys.executable, TRAIN, *map(str, args), "--epochs", "1", "--batch-size", "8",
-                           "--backbone", "convnet-small", "--workers", "0", "--no-progress"], env=cli_env(), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, TRAIN, *map(str, [*args, *SMALLEST_TRAINING])], env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def train_here(*args: object) -> subprocess.CompletedProcess:
+    """The same training in this process."""
+    return run_in_process(train_main, "train/main.py", *args, *SMALLEST_TRAINING)
 
 
 def leftovers(folder: Path) -> list[Path]:
@@ -76,9 +89,9 @@ def leftovers(folder: Path) -> list[Path]:
 def labelled(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("labelled")
     photos = write_image_folder(root / "photos", per_class=8, seed=0)
-    assert run_module("shards", "ingest", photos, root / "set", "--image-size", 16).returncode == 0
+    assert run_in_process(shards_cli, "shards", "ingest", photos, root / "set", "--image-size", 16).returncode == 0
     run = root / "run"
-    trained = train("--data", root / "set", "--out", run)
+    trained = train_here("--data", root / "set", "--out", run)
     assert trained.returncode == 0, trained.stderr
     return {"photos": photos, "set": root / "set", "checkpoint": run / "last.pt"}
 
@@ -94,9 +107,10 @@ def test_generate_on_a_full_disk_stops_cleanly_and_a_rerun_completes(disk, tmp_p
         assert shard.with_suffix(".json").is_file()
 
     disk.free()
-    assert run_module("generate", *args).returncode == 0
+    assert run_in_process(generate_main, "generate", *args).returncode == 0
     assert verify_set(disk.mount / "set").intact
-    assert run_module("generate", *args[:-3], "--out", tmp_path / "elsewhere", "--no-progress").returncode == 0
+    elsewhere = run_in_process(generate_main, "generate", *args[:-3], "--out", tmp_path / "elsewhere", "--no-progress")
+    assert elsewhere.returncode == 0
     shards = {name: digest for name, digest in tree_digest(disk.mount / "set").items() if name.startswith("shard-")}
     assert shards.items() <= tree_digest(tmp_path / "elsewhere").items() and len(shards) == 16
 
@@ -108,7 +122,7 @@ def test_ingest_on_a_full_disk_stops_cleanly_and_a_rerun_completes(disk, labelle
     assert_full_disk_sentence(run_module(*args), disk)
     assert leftovers(disk.mount) == []
     disk.free()
-    assert run_module(*args).returncode == 0
+    assert run_in_process(shards_cli, *args).returncode == 0
     assert verify_set(disk.mount / "set").intact
 
 
@@ -118,7 +132,7 @@ def test_a_checkpoint_that_does_not_fit_leaves_no_partial_file(disk, labelled):
     assert_full_disk_sentence(result, disk)
     assert leftovers(disk.mount) == [] and not (disk.mount / "run" / "last.pt").exists()
     disk.free()
-    rerun = train(*command)
+    rerun = train_here(*command)
     assert rerun.returncode == 0, rerun.stderr
     assert (disk.mount / "run" / "last.pt").stat().st_size > 100 * KB
 
@@ -130,7 +144,7 @@ def test_evaluate_out_on_a_full_disk_stops_cleanly_and_a_rerun_completes(disk, l
     assert_full_disk_sentence(run_module(*args), disk)
     assert leftovers(disk.mount) == [] and not (disk.mount / "eval" / "results.json").exists()
     disk.free()
-    assert run_module(*args).returncode == 0
+    assert run_in_process(evaluate_cli, *args).returncode == 0
     assert (disk.mount / "eval" / "results.json").is_file()
 
 
@@ -140,5 +154,5 @@ def test_show_on_a_full_disk_leaves_no_sheet_and_a_rerun_draws_it(disk, labelled
     assert_full_disk_sentence(run_module(*args), disk)
     assert not (disk.mount / "sheet.png").exists() and leftovers(disk.mount) == []
     disk.free()
-    assert run_module(*args).returncode == 0
+    assert run_in_process(shards_cli, *args).returncode == 0
     assert (disk.mount / "sheet.png").stat().st_size > 0

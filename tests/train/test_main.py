@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from generate.cli import main as generate_main
 from train.main import main as train_main
-from tests.cli import PLUGIN, REPO, assert_clean_failure, cli_env
+from tests.cli import PLUGIN, REPO, assert_clean_failure, cli_env, run_in_process
 
 TRAIN = REPO / "train" / "main.py"
 FAST = ["--batch-size", "8", "--backbone", "convnet-small", "--workers", "0", "--log-every", "1", "--no-progress",
@@ -40,9 +40,7 @@ def run_train(*args: object, timeout: float = 300) -> subprocess.CompletedProces
 def train_in_process(*args: object) -> subprocess.CompletedProcess:
     """train/main.py's command in this process (no interpreter start-up), its result read as a
     process's: for refusals and short runs whose shell adds nothing that run_train does not test."""
-    result = CliRunner().invoke(train_main, [str(arg) for arg in args], prog_name="train/main.py")
-    return subprocess.CompletedProcess(["train/main.py", *map(str, args)], result.exit_code, result.stdout,
-                                       result.stderr)
+    return run_in_process(train_main, "train/main.py", *args)
 
 
 def torchrun_train(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
