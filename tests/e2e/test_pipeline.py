@@ -1,5 +1,7 @@
 """The whole tool chain on CPU, as a lab runs it: generate, ingest, train with DDP, kill, resume,
-evaluate, report. Every step is a real subprocess of the real command line."""
+evaluate, report. Generate, ingest and the trainer are real processes of the real command lines (the
+trainer under torchrun, killed and resumed); evaluate runs its command line in this process, its
+shell being tested in tests/evaluate."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.cli import REPO, cli_env, run_module
+from evaluate.cli import cli as evaluate_cli
+from tests.cli import REPO, cli_env, run_in_process, run_module
 
 TRAIN = str(REPO / "train" / "main.py")
 CLASSES = {"red_stripes": (200, 40, 40), "green_dots": (40, 180, 60), "blue_checks": (50, 70, 210)}
@@ -99,8 +102,8 @@ def test_generate_train_kill_resume_evaluate_report(tmp_path, data):
     assert all(np.isfinite(losses))
 
     for metric, extra in (("linear", []), ("knn", ["--k", 5])):
-        ok(run_module("evaluate", metric, "--checkpoint", run / "last.pt", "--train", data["train"],
-                      "--val", data["val"], *extra))
+        ok(run_in_process(evaluate_cli, "evaluate", metric, "--checkpoint", run / "last.pt", "--train", data["train"],
+                          "--val", data["val"], *extra))
         results = json.loads((run / "eval" / metric / "results.json").read_text())
         assert 0.0 <= results["top1"] <= 1.0
         assert results["top1"] > 1 / len(CLASSES) + 0.15, results  # class colours are easy
@@ -109,7 +112,7 @@ def test_generate_train_kill_resume_evaluate_report(tmp_path, data):
         assert results["train_set"]["manifest_sha256"] == hashlib.sha256(manifests["train"]).hexdigest()
         assert results["val_set"]["manifest_sha256"] == hashlib.sha256(manifests["val"]).hexdigest()
 
-    report = ok(run_module("evaluate", "report", run)).stdout
+    report = ok(run_in_process(evaluate_cli, "evaluate", "report", run)).stdout
     assert "simclr" in report and str(data["synthetic"]) in report
 
 

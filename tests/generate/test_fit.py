@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from experiments.silhouettes import write_silhouettes
 from generate.fit import REPORT_FILE, STATE_FILE, main as fit_command
 from generate.generators.base import GeneratorError, GeneratorOptions
 from generate.generators.cgan import CONFIG_FILE, WEIGHTS_FILE, make_cgan
-from tests.cli import assert_clean_failure, run_module, tree_digest
+from tests.cli import assert_clean_failure, run_in_process, run_module, tree_digest
 
 CPU = torch.device("cpu")
 SMALL = ("--batch-size", 16, "--g-width", 8, "--d-width", 8, "--no-progress")
@@ -51,9 +50,8 @@ def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> None
 def fit_in_process(data: Path, out: Path, steps: int, *extra: object) -> subprocess.CompletedProcess:
     """A fit refused before training, run in this process to spare an interpreter start (a
     later option wins over SMALL's)."""
-    arguments = ["--data", data, "--out", out, "--steps", steps, *SMALL, *extra]
-    result = CliRunner().invoke(fit_command, [str(argument) for argument in arguments])
-    return subprocess.CompletedProcess(arguments, result.exit_code, result.stdout, result.stderr)
+    return run_in_process(fit_command, "python -m generate.fit", "--data", data, "--out", out, "--steps", steps,
+                          *SMALL, *extra)
 
 
 def load(folder: Path):
