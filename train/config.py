@@ -116,8 +116,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Smallest crop area as a fraction of the image."),
         click.option("--blur/--no-blur", default=False, help="Add Gaussian blur (p=0.5) to the augmentation."),
         click.option("--color-augment/--no-color-augment", default=True,
-                     help="Colour jitter (p=0.8) and grayscale (p=0.2); off: crops and flips only (an ablation: "
-                          "two crops then match by colour alone)."),
+                     help="Colour jitter (p=0.8) and grayscale (p=0.2); off: crops and flips only, for images "
+                          "that share their colours (where each image has its own, two crops match by colour alone)."),
         click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=0.1,
                      help="Softmax temperature of the contrastive loss."),
         click.option("--batch-size", type=WholeNumberRange(1), default=256, help="Samples per rank per step."),
