@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from common.files import AtomicFile, TEMP_SUFFIX, being_written, remove_stale_temporaries
 from shards import SetWriter
+from shards.set_writer import WAIT_POLL_SECONDS
 from tests.cli import cli_env, run_module, tree_digest
 from tests.shards.helpers import synthetic_group, synthetic_recipe, write_photo
 
@@ -93,11 +95,21 @@ def test_a_shard_a_live_writer_holds_is_skipped_and_waited_for(tmp_path):
     assert second.claim(0) is None  # the other writer's temporary file is live: leave it
     remove_stale_temporaries(tmp_path)
     assert len(temporaries(tmp_path)) == 1  # a live file is never cleaned away
-    with shard:
+    # flock conflicts between two opens of one file in one process too, so a thread is a fair stand-in
+    # for a second process: it waits while this thread still holds shard 0.
+    left: list[list[int]] = []
+    waiter = threading.Thread(target=lambda: left.append(second.wait_for([0])))
+    with shard:  # leaving it uncommitted (a failed assert) frees the waiter
         for anchor in first.spans[0]:
             shard.add(synthetic_group(anchor, views=2, latent_dim=4))
+        waiter.start()
+        # Half a poll past a check, so the commit lands inside a sleep of the waiter: a check between
+        # the tar's rename and its record's would see neither a live writer nor a commit.
+        waiter.join(timeout=1.5 * WAIT_POLL_SECONDS)
+        assert waiter.is_alive() and left == [], "wait_for returned while the other writer held shard 0"
         shard.commit()
-    assert second.wait_for([0]) == []  # committed by the other writer: nothing left to do
+    waiter.join(timeout=60)
+    assert left == [[]]  # it woke to the other writer's commit: nothing left to write
     assert second.missing() == [1]
 
 
@@ -112,7 +124,7 @@ def test_a_dead_writers_temporary_file_is_stale_and_its_shard_is_free(tmp_path):
 
 
 def test_an_atomic_file_left_without_commit_leaves_nothing(tmp_path):
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="interrupted"):  # the caller's own error, not one of the file's
         with AtomicFile(tmp_path / "result.json") as file:
             file.write(b"{")
             raise RuntimeError("interrupted")
