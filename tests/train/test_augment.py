@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torchvision.transforms.v2.functional as F
@@ -122,7 +124,11 @@ def test_normalize_maps_uint8_to_imagenet_standardised_floats() -> None:
     torch.testing.assert_close(out[1, 3, :, 4, 4], (1 - mean) / std)
 
 
-@pytest.mark.parametrize("settings", [{"crop_size": 4}, {"crop_scale_min": 0.0}, {"crop_scale_min": 1.5}])
-def test_unusable_settings_are_refused(settings: dict) -> None:
-    with pytest.raises(AugmentConfigError):
+@pytest.mark.parametrize("settings, message", [
+    ({"crop_size": 4}, "The crop size must be at least 8 pixels, not 4."),
+    ({"crop_scale_min": 0.0}, "The minimum crop scale must be in (0, 1], not 0.0."),
+    ({"crop_scale_min": 1.5}, "The minimum crop scale must be in (0, 1], not 1.5."),
+])
+def test_unusable_settings_are_refused(settings: dict, message: str) -> None:
+    with pytest.raises(AugmentConfigError, match=f"^{re.escape(message)}$"):
         AugmentConfig(**settings)

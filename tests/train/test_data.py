@@ -4,6 +4,7 @@ import io
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -287,9 +288,14 @@ def test_data_specs_split_off_only_a_trailing_weight(text: str, expected: tuple[
     assert parse_data_spec(text) == expected
 
 
-@pytest.mark.parametrize("text", ["/data/a:0", "/data/a:-1", "/data/a:inf", ":0.5"])
-def test_bad_data_specs_are_refused(text: str) -> None:
-    with pytest.raises(DataConfigError):
+@pytest.mark.parametrize("text, message", [
+    ("/data/a:0", "--data '/data/a:0': the weight after ':' must be a positive number."),
+    ("/data/a:-1", "--data '/data/a:-1': the weight after ':' must be a positive number."),
+    ("/data/a:inf", "--data '/data/a:inf': the weight after ':' must be a positive number."),
+    (":0.5", "--data ':0.5' names no shard set."),
+])
+def test_bad_data_specs_are_refused(text: str, message: str) -> None:
+    with pytest.raises(DataConfigError, match=f"^{re.escape(message)}$"):
         parse_data_spec(text)
 
 

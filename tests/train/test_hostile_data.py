@@ -81,7 +81,7 @@ def test_a_pipe_in_a_shared_config_is_refused_without_running_it(tmp_path: Path)
     assert result.exit_code == 2 and not proof.exists()
     assert "is a pipe: location, which would run a shell command" in result.output
     assert not (tmp_path / "run").exists()
-    with pytest.raises(ShardSetError):
+    with pytest.raises(ShardSetError, match="is a pipe: location, which would run a shell command"):
         open_set(f"pipe:touch {proof}")
 
 
