@@ -30,7 +30,7 @@ MB = 1 << 20
 
 
 class WriteError(UserError):
-    """The operating system refused a write (no space, permission, read-only, not a folder)."""
+    """The operating system refused a write (no space, too large, permission, read-only, not a folder)."""
 
 
 def describe_os_error(error: OSError, path: Path, needed_bytes: int | None = None) -> str:
@@ -42,6 +42,9 @@ def describe_os_error(error: OSError, path: Path, needed_bytes: int | None = Non
         need = f"; about {max(1, -(-needed_bytes // MB))} MB needed" if needed_bytes else ""
         what = "no space left" if code == errno.ENOSPC else "the disk quota is exhausted"
         return f"{what.capitalize()} on {place} while writing {path}{need} ({free} MB free)."
+    if code == errno.EFBIG:
+        return (f"File too large while writing {path}: it passes the file-size limit (ulimit -f) or the "
+                "largest file its file system holds.")
     if code in (errno.EACCES, errno.EPERM):
         return f"Permission denied while writing {path}: choose a folder you can write to."
     if code == errno.EROFS:
