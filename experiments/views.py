@@ -7,26 +7,31 @@ experiments.silhouettes --out FOLDER``, or CIFAR-10 exported to folders). The ex
 project's own command lines, in this process and with the arguments a user would type, never
 private shortcuts:
 
-1. ``python -m shards ingest`` the train and test splits (the real sets);
-2. ``python -m generate.fit`` a small class-conditional GAN on the train split;
-3. ``python -m generate --generator cgan`` one set per view method (no latent views, gaussian views,
-   independent same-class views), as many groups as the train split has images;
-4. ``train/main.py --backbone convnet-small`` every condition for the same steps and batch, for
-   every seed, with crops and flips (``--color-augment`` adds colour jitter and grayscale, which
-   colour photographs need: where every image has grey levels of its own, an encoder trained on
-   crops and flips alone tells images apart by colour and learns nothing of shape); the
+1. carve a validation split from the real train split (``experiments.validation``: seeded, per
+   class, recorded in ``split/split.json``) and ``python -m shards ingest`` both parts;
+2. ``python -m generate.fit`` a small class-conditional GAN on the train split's fit part;
+3. choose what is chosen on the validation split only: with several ``--sigma`` values, one
+   gaussian set and one encoder (the first seed) per value, scored by kNN top-1 on the validation
+   part; the choice goes to ``choices.json``;
+4. ``python -m generate --generator cgan`` one set per view method and number of views;
+5. ``train/main.py --backbone convnet-small`` every condition for every seed, for the same steps and
+   images per step (multi-view conditions take 2/K as many groups of K views), with crops and flips
+   (``--color-augment`` adds colour jitter and grayscale, which colour images need); the
    random-init floor trains for 0 steps;
-5. ``python -m evaluate`` each encoder on the real splits: a low-label probe (labels per class,
-   several seeded draws), kNN and the full-label probe; nothing is chosen on the test split.
+6. then, and only then, ingest the test split and ``python -m evaluate`` each encoder on it once: a
+   low-label probe (labels per class, seeded draws shared by every encoder), kNN and the full-label
+   probe.
 
-It writes ``table.md``, ``views.png`` and ``results.json`` (every number, and the sha256 of every
-set and checkpoint) into --out. Each step leaves a file behind that marks it done, so a rerun with
-``--resume`` continues where the last one stopped and never redoes a finished run.
+Every condition is compared with ``none`` seed by seed and draw by draw (``experiments.stats``);
+multi-view conditions with latent views also with ``none`` at the same number of views. It writes
+``table.md``, ``views.png`` (absolute figures and a forest plot of the differences) and
+``results.json`` (every number, the paired differences and their intervals, the choices, the split,
+and the sha256 of every set and checkpoint) into --out. Each step leaves a file behind that marks it
+done, so a rerun with ``--resume`` continues where the last one stopped.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import platform
@@ -39,11 +44,16 @@ from typing import Any
 
 import click
 
+from common import commands
 from common.console import reports_errors
 from common.errors import UserError
 from common.files import make_folder, sha256_file, write_bytes_atomic, write_json_atomic
 from common.provenance import provenance
 from evaluate.cli import cli as evaluate_cli
+from experiments import validation
+from experiments.plots import plot_experiment
+from experiments.stats import paired_difference
+from experiments.tables import experiment_table
 from generate.cli import main as generate_main
 from generate.fit import REPORT_FILE, STATE_FILE, main as fit_main
 from generate.steer import main as steer_main
@@ -54,6 +64,8 @@ from train.main import main as train_main
 
 SPLITS = ("train", "test")
 SETTINGS_FILE = "experiment.json"
+CHOICES_FILE = "choices.json"
+MULTI_VIEWS = (4, 8)  # the K of the multi-view conditions none-xK, gaussian-xK, supcon-xK
 # The trainer scales its --lr by the batch in groups / 256: the recipe's peak of 1e-3 at 128 groups (256
 # images), so the same per-image rate at any batch (5e-4 at the default 64 groups).
 LR_PER_256_GROUPS = 2e-3
@@ -65,15 +77,18 @@ class ExperimentError(UserError):
 
 @dataclass(frozen=True)
 class Condition:
-    """What one encoder is trained on: a set (by name, see ``set_arguments``) and a method."""
+    """What one encoder is trained on: a set (by name, see ``set_arguments``), a method and the views
+    each training sample takes; ``twin`` is the condition with the same views and no latent ones."""
 
     label: str
     data: str | None  # None: the random-init floor, never trained
     method: str = "simclr"
+    views: int = 2
+    twin: str | None = None
 
 
-def gaussian_set(sigma: float) -> str:
-    return f"gaussian-{sigma:g}"
+def gaussian_set(sigma: float, views: int | None = None) -> str:
+    return f"gaussian-{sigma:g}" + (f"-x{views}" if views else "")
 
 
 def conditions(sigma: float, sweep: tuple[float, ...]) -> dict[str, Condition]:
@@ -83,19 +98,25 @@ def conditions(sigma: float, sweep: tuple[float, ...]) -> dict[str, Condition]:
         "none": Condition("generated, no latent views", "none"),
         "gaussian": Condition(f"generated, gaussian views sigma {sigma:g}", gaussian_set(sigma)),
         "independent": Condition("generated, independent same-class views", "independent"),
-        "real": Condition("real train split, SimCLR", "real-train"),
-        "supcon": Condition(f"generated, gaussian views sigma {sigma:g}, SupCon", gaussian_set(sigma),
-                            "supcon"),
+        "real": Condition("real train split, SimCLR", "real-fit"),
+        "supcon": Condition(f"generated, gaussian views sigma {sigma:g}, SupCon", gaussian_set(sigma), "supcon"),
         "steer": Condition("generated, steered views", "steer"),
         "gaussian+steer": Condition(f"generated, gaussian views sigma {sigma:g} + steered", f"gaussian+steer-{sigma:g}"),
     }
+    for k in MULTI_VIEWS:
+        twin = f"none-x{k}"
+        named[twin] = Condition(f"generated, no latent views, {k} augmented views, multipos", "none", "multipos", k)
+        named[f"gaussian-x{k}"] = Condition(f"generated, {k} gaussian views sigma {sigma:g}, multipos",
+                                            gaussian_set(sigma, k), "multipos", k, twin)
+        named[f"supcon-x{k}"] = Condition(f"generated, {k} gaussian views sigma {sigma:g}, SupCon",
+                                          gaussian_set(sigma, k), "supcon", k, twin)
     for value in sweep:
         named[f"gaussian@{value:g}"] = Condition(f"sigma sweep: gaussian views sigma {value:g}",
                                                  gaussian_set(value))
     return named
 
 
-DEFAULT_CONDITIONS = ("random", "none", "gaussian", "independent", "real", "supcon")
+DEFAULT_CONDITIONS = ("random", "none", "gaussian", "supcon", "real", "none-x4", "gaussian-x4")
 
 
 @dataclass(frozen=True)
@@ -105,7 +126,7 @@ class Settings:
     real: str
     seeds: tuple[int, ...]
     conditions: tuple[str, ...]
-    sigma: float
+    sigma: tuple[float, ...]  # several: chosen on the validation split
     sigmas: tuple[float, ...]
     views: int
     steps: int
@@ -119,8 +140,10 @@ class Settings:
     probe_epochs: int
     workers: int
     color_augment: bool
+    val_fraction: float
+    split_seed: int
 
-    def data_arguments(self, name: str, walks: Path) -> list[object]:
+    def set_arguments(self, name: str, walks: Path) -> list[object]:
         """``python -m generate`` arguments of a generated set, by its name (``walks``: the fitted walk file)."""
         if name == "none":
             return ["--view-method", "none", "--views", 1]
@@ -131,8 +154,8 @@ class Settings:
         if name.startswith("gaussian+steer-"):
             return ["--view-method", "gaussian+steer", "--sigma", float(name.removeprefix("gaussian+steer-")),
                     "--walks", walks, "--views", self.views]
-        sigma = float(name.removeprefix("gaussian-"))
-        return ["--view-method", "gaussian", "--sigma", sigma, "--views", self.views]
+        sigma, _, views = name.removeprefix("gaussian-").partition("-x")
+        return ["--view-method", "gaussian", "--sigma", float(sigma), "--views", int(views or self.views)]
 
 
 class Experiment:
@@ -142,45 +165,88 @@ class Experiment:
         self.out = out
         self.settings = settings
         self.progress = progress
-        self.named = conditions(settings.sigma, settings.sigmas)
+        self.named = conditions(settings.sigma[0], settings.sigmas)
         self.started = time.perf_counter()
 
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
 
     def run(self) -> dict[str, Any]:
-        for split in SPLITS:
-            self.ingest(split)
+        self.carve_validation()
+        for part in validation.PARTS:
+            self.ingest(self.path("split", part), f"real-{part}")
         self.fit_generator()
-        generated = sorted({self.named[c].data for c in self.settings.conditions} - {None, "real-train"})
+        sigma = self.choose_sigma()
+        self.named = conditions(sigma, self.settings.sigmas)
+        generated = sorted({self.named[c].data for c in self.settings.conditions} - {None, "real-fit"})
         if any("steer" in name for name in generated):
             self.fit_walks()
         for name in generated:
             self.generate(name)
         for name in self.settings.conditions:
             for seed in self.settings.seeds:
-                self.train(name, seed)
+                self.train(self.named[name], seed)
+        self.ingest_test_split()
+        for name in self.settings.conditions:
+            for seed in self.settings.seeds:
                 self.evaluate(name, seed)
         return self.report()
 
     # -- the steps: each one is a project command line, skipped when its output is there --------
 
-    def ingest(self, split: str) -> None:
-        location = self.path("data", f"real-{split}")
-        if (location / "manifest.json").is_file():
-            return
-        run_cli("shards", ["ingest", Path(self.settings.real) / split, location,
-                           "--image-size", self.settings.image_size, *self.no_progress()])
+    def carve_validation(self) -> None:
+        if not self.path("split", "split.json").is_file():
+            validation.carve(Path(self.settings.real) / "train", self.path("split"), self.settings.val_fraction,
+                             self.settings.split_seed)
+
+    def ingest(self, folder: Path, name: str) -> None:
+        location = self.path("data", name)
+        if not (location / "manifest.json").is_file():
+            run_cli("shards", ["ingest", folder, location, "--image-size", self.settings.image_size,
+                               *self.no_progress()])
+
+    def ingest_test_split(self) -> None:
+        """The one place the test split is read: after every choice is recorded and every encoder trained."""
+        if not self.path(CHOICES_FILE).is_file():
+            raise RuntimeError("The test split may be read only once the choices are recorded.")
+        self.ingest(Path(self.settings.real) / "test", "real-test")
 
     def fit_generator(self) -> None:
         weights = self.path("generator")
         if (weights / REPORT_FILE).is_file():
             return
         resume = ["--resume"] if (weights / STATE_FILE).is_file() else []
-        run_cli("generate.fit", ["--data", Path(self.settings.real) / "train", "--out", weights,
+        run_cli("generate.fit", ["--data", self.path("split", "fit"), "--out", weights,
                                  "--image-size", self.settings.image_size,
                                  "--steps", self.settings.fit_steps, "--seed", 0, *resume,
                                  *self.no_progress()])
+
+    def choose_sigma(self) -> float:
+        """The sigma of the gaussian conditions: the only value given, or the one whose encoder (first
+        seed) has the best kNN top-1 on the validation split; recorded in choices.json."""
+        if self.path(CHOICES_FILE).is_file():
+            return read_json(self.path(CHOICES_FILE))["sigma"]
+        seed, scores = self.settings.seeds[0], {}
+        if len(self.settings.sigma) > 1:
+            for sigma in self.settings.sigma:
+                name = gaussian_set(sigma)
+                self.generate(name)
+                candidate = Condition(f"gaussian views sigma {sigma:g}", name)
+                self.train(candidate, seed)
+                out = self.run_folder(candidate, seed) / "eval-val" / "knn"
+                if not (out / "results.json").is_file():
+                    run_cli("evaluate", ["knn", "--checkpoint", self.run_folder(candidate, seed) / "last.pt",
+                                         "--train", self.path("data", "real-fit"), "--val", self.path("data", "real-val"),
+                                         "--out", out, "--k", self.settings.knn_k, *self.no_progress()])
+                scores[f"{sigma:g}"] = read_json(out / "results.json")["top1"]
+        chosen = max(self.settings.sigma, key=lambda sigma: scores.get(f"{sigma:g}", 0.0))
+        write_json_atomic(self.path(CHOICES_FILE), {
+            "sigma": chosen, "candidates": list(self.settings.sigma), "validation_knn_top1": scores,
+            "how": ("the only value given" if len(scores) == 0 else
+                    f"best kNN top-1 on the validation split of gaussian views with seed {seed}; ties to the "
+                    "first value given"),
+            "split": {key: value for key, value in read_json(self.path("split", "split.json")).items() if key != "val"}})
+        return chosen
 
     def fit_walks(self) -> None:
         """Latent walks of the fitted generator, for the steered conditions."""
@@ -193,31 +259,34 @@ class Experiment:
                                    "--samples", self.settings.walk_samples, *resume, *self.no_progress()])
 
     def generate(self, name: str) -> None:
-        groups = read_json(self.path("data", "real-train", "manifest.json"))["groups"]
-        arguments = self.settings.data_arguments(name, self.path("walks", "cgan.pt"))
+        if (self.path("data", name, "manifest.json")).is_file():
+            return
+        groups = read_json(self.path("data", "real-fit", "manifest.json"))["groups"]
+        arguments = self.settings.set_arguments(name, self.path("walks", "cgan.pt"))
         run_cli("generate", ["--generator", "cgan", "--weights", self.path("generator"),
                              "--n-anchors", groups, *arguments, "--seed", 0,
                              "--out", self.path("data", name), *self.no_progress()])
 
-    def train(self, name: str, seed: int) -> None:
-        condition = self.named[name]
-        run = self.run_folder(name, seed)
+    def train(self, condition: Condition, seed: int) -> None:
+        run = self.run_folder(condition, seed)
         steps = self.settings.steps if condition.data else 0
         if (run / "last.pt").is_file() and load_checkpoint(run / "last.pt")["step"] == steps:
             return
-        data = self.path("data", condition.data or "real-train")
+        data = self.path("data", condition.data or "real-fit")
         resume = ["--resume"] if (run / "last.pt").is_file() else []
+        # the same images per step whatever the views: K views take 2/K as many groups
+        groups = max(2, self.settings.batch_size * 2 // condition.views)
         run_cli("train.main", [
-            "--data", data, "--out", run, "--method", condition.method, "--backbone", "convnet-small",
-            "--steps", steps, "--batch-size", self.settings.batch_size, "--optimizer", "adamw",
+            "--data", data, "--out", run, "--method", condition.method, "--views", condition.views,
+            "--backbone", "convnet-small", "--steps", steps, "--batch-size", groups, "--optimizer", "adamw",
             "--lr", LR_PER_256_GROUPS, "--weight-decay", 1e-4, "--warmup", 0.05, "--temperature", 0.2,
             "--projection-dim", 64, "--crop-min-scale", 0.2, "--seed", seed,
             "--color-augment" if self.settings.color_augment else "--no-color-augment",
             "--workers", self.settings.workers, *resume, *self.no_progress()])
 
     def evaluate(self, name: str, seed: int) -> None:
-        run = self.run_folder(name, seed)
-        common = ["--checkpoint", run / "last.pt", "--train", self.path("data", "real-train"),
+        run = self.run_folder(self.named[name], seed)
+        common = ["--checkpoint", run / "last.pt", "--train", self.path("data", "real-fit"),
                   "--val", self.path("data", "real-test"), *self.no_progress()]
         for metric, arguments in self.metrics().items():
             if not (run / "eval" / metric / "results.json").is_file():
@@ -233,32 +302,54 @@ class Experiment:
                 "knn": ["knn", "--k", self.settings.knn_k],
                 "linear": ["linear", *epochs]}
 
-    def run_folder(self, name: str, seed: int) -> Path:
-        """Conditions that train the same thing (gaussian@S with S = --sigma) share one run."""
-        condition = self.named[name]
-        what = f"{condition.data}-{condition.method}" if condition.data else "random-init"
+    def run_folder(self, condition: Condition, seed: int) -> Path:
+        """Conditions that train the same thing (gaussian@S with the chosen sigma) share one run."""
+        views = f"{condition.views}" if condition.views != 2 else ""
+        what = f"{condition.data}-{condition.method}{views}" if condition.data else "random-init"
         return self.path("runs", f"{what}-seed{seed}")
+
+    def cells(self, name: str, metric: str) -> list[list[float]]:
+        """[seed][draw] top-1 of a condition on the test split (one draw for kNN and the full probe)."""
+        results = [read_json(self.run_folder(self.named[name], seed) / "eval" / metric / "results.json")
+                   for seed in self.settings.seeds]
+        return [[draw["top1"] for draw in result["per_draw"]] if "per_draw" in result else [result["top1"]]
+                for result in results]
+
+    def differences(self, name: str, reference: str) -> dict[str, Any]:
+        return {metric: paired_difference(self.cells(name, metric), self.cells(reference, metric))
+                for metric in self.metrics()}
 
     def report(self) -> dict[str, Any]:
         low = f"linear@{self.settings.labels_per_class}"
+        chosen = self.settings.conditions
         rows = []
-        for name in self.settings.conditions:
+        for name in chosen:
+            condition = self.named[name]
             per_seed = []
             for seed in self.settings.seeds:
-                run = self.run_folder(name, seed)
+                run = self.run_folder(self.named[name], seed)
                 results = {metric: read_json(run / "eval" / metric / "results.json") for metric in self.metrics()}
                 per_seed.append({"seed": seed, "run": str(run.relative_to(self.out)),
                                  "checkpoint_sha256": results["knn"]["checkpoint_sha256"],
                                  **{metric: summary_of(result) for metric, result in results.items()}})
-            rows.append({"condition": name, "label": self.named[name].label,
-                         "data": self.named[name].data, "method": self.named[name].method,
-                         "seeds": per_seed,
-                         **{metric: spread([run[metric]["top1"] for run in per_seed]) for metric in self.metrics()}})
+            row = {"condition": name, "label": condition.label, "data": condition.data,
+                   "method": condition.method, "views": condition.views, "seeds": per_seed,
+                   **{metric: spread([run[metric]["top1"] for run in per_seed]) for metric in self.metrics()}}
+            if "none" in chosen and name != "none":
+                row["vs_none"] = self.differences(name, "none")
+            if condition.twin in chosen:
+                row["vs_twin"] = {"twin": condition.twin, **self.differences(name, condition.twin)}
+            rows.append(row)
         data = {name: read_json(self.path("data", name, "manifest.json")) for name in self.data_names()}
         return {
             "settings": asdict(self.settings),
             "low_label_metric": low,
+            "choices": read_json(self.path(CHOICES_FILE)),
+            "split": read_json(self.path("split", "split.json")),
+            "comparison": ("paired by seed and probe draw; 95% intervals as experiments.stats states; "
+                           "'not shown' where the interval covers 0"),
             "conditions": rows,
+            "generated_vs_real": (self.differences("none", "real") if {"none", "real"} <= set(chosen) else None),
             "data": {name: {"manifest_sha256": sha256_file(self.path("data", name, "manifest.json")),
                             "groups": manifest["groups"], "views": manifest["views"],
                             "view_method": manifest["view_method"]} for name, manifest in data.items()},
@@ -272,7 +363,7 @@ class Experiment:
 
     def data_names(self) -> list[str]:
         used = {self.named[name].data for name in self.settings.conditions} - {None}
-        return sorted(used | {"real-train", "real-test"})
+        return sorted(used | {"real-fit", "real-val", "real-test"})
 
     def no_progress(self) -> list[str]:
         return [] if self.progress else ["--no-progress"]
@@ -287,61 +378,6 @@ def spread(values: list[float]) -> dict[str, float]:
     """Mean and spread over seeds (sample standard deviation; 0 with one seed)."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values)}
-
-
-def markdown_table(report: dict[str, Any]) -> str:
-    low = report["low_label_metric"]
-    seeds = len(report["settings"]["seeds"])
-    header = (f"| condition | {low} (mean ± std over {seeds} seeds) | kNN top-1 | full linear top-1 |\n"
-              "|---|---|---|---|\n")
-    lines = [f"| {row['label']} | {100 * row[low]['mean']:.1f} ± {100 * row[low]['std']:.1f} "
-             f"| {100 * row['knn']['mean']:.1f} ± {100 * row['knn']['std']:.1f} "
-             f"| {100 * row['linear']['mean']:.1f} ± {100 * row['linear']['std']:.1f} |"
-             for row in report["conditions"]]
-    return header + "\n".join(lines) + "\n"
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    """views.png: a bar per condition (low-label probe and kNN, seed spread as error bars), and
-    accuracy against sigma when the experiment swept it."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    low = report["low_label_metric"]
-    rows = [row for row in report["conditions"] if "@" not in row["condition"]]
-    sweep = sorted((float(row["condition"].split("@")[1]), row) for row in report["conditions"]
-                   if "@" in row["condition"])
-    figure, axes = plt.subplots(1, 2 if sweep else 1, figsize=(13 if sweep else 9, 4.5), squeeze=False)
-    bars = axes[0][0]
-    positions = range(len(rows))
-    for offset, metric, name in ((-0.2, low, low), (0.2, "knn", "kNN")):
-        bars.bar([p + offset for p in positions], [100 * row[metric]["mean"] for row in rows], width=0.4,
-                 yerr=[100 * row[metric]["std"] for row in rows], capsize=3, label=name)
-    bars.set_xticks(list(positions), [row["condition"] for row in rows], rotation=20)
-    bars.set_ylabel("top-1 on the real test split (%)")
-    bars.set_title("encoders trained on each condition")
-    bars.legend()
-    if sweep:
-        curve = axes[0][1]
-        baseline = next((row for row in rows if row["condition"] == "none"), None)
-        for metric, name in ((low, low), ("knn", "kNN")):
-            line = curve.errorbar([sigma for sigma, _ in sweep], [100 * row[metric]["mean"] for _, row in sweep],
-                                  yerr=[100 * row[metric]["std"] for _, row in sweep], marker="o", capsize=3,
-                                  label=name)
-            if baseline:  # what the sweep is measured against
-                curve.axhline(100 * baseline[metric]["mean"], linestyle="--", color=line[0].get_color(),
-                              label=f"{name}, no latent views")
-        curve.set_xlabel("sigma of the gaussian views")
-        curve.set_ylabel("top-1 (%)")
-        curve.set_title("accuracy against sigma")
-        curve.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
 
 
 # -- running the project's command lines in this process ------------------------------------------
@@ -372,12 +408,12 @@ def run_cli(module: str, arguments: list[object]) -> None:
 
 # -- checks before anything is written ------------------------------------------------------------
 
-def check_real_folder(real: Path, labels_per_class: int) -> None:
+def check_real_folder(real: Path, labels_per_class: int, val_fraction: float) -> None:
     missing = [split for split in SPLITS if not (real / split).is_dir()]
     if missing:
         raise ExperimentError(f"{real} must hold train/ and test/ ImageFolders (CLASS/IMAGE), but has no "
                               f"{' or '.join(f'{split}/' for split in missing)}.")
-    listed = {split: list_folder(real / split) for split in SPLITS}
+    listed = {split: list_folder(real / split) for split in SPLITS}  # names only: no image is read
     train_classes, test_classes = listed["train"][0], listed["test"][0]
     if train_classes != test_classes:
         only = sorted(set(train_classes) ^ set(test_classes))
@@ -386,10 +422,12 @@ def check_real_folder(real: Path, labels_per_class: int) -> None:
     counts = {name: 0 for name in train_classes}
     for image in listed["train"][1]:
         counts[train_classes[image.label]] += 1
-    short = sorted((count, name) for name, count in counts.items() if count < labels_per_class)
+    fit = {name: count - max(1, round(val_fraction * count)) for name, count in counts.items()}
+    short = sorted((count, name) for name, count in fit.items() if count < labels_per_class)
     if short:
         raise ExperimentError(f"--labels-per-class {labels_per_class} needs that many training images in "
-                              f"every class, but {real}/train/{short[0][1]} has {short[0][0]}.")
+                              f"every class besides the validation split, but {real}/train/{short[0][1]} "
+                              f"keeps {short[0][0]}.")
 
 
 def check_conditions(names: tuple[str, ...], known: dict[str, Condition]) -> None:
@@ -431,73 +469,91 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
     return values
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@commands.command()
 @click.option("--real", type=click.Path(path_type=Path), required=True,
               help="Labelled images: REAL/train/CLASS/IMAGE and REAL/test/CLASS/IMAGE.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Experiment folder: sets, generator, runs, table.md, views.png, results.json.")
+              help="Experiment folder: split, sets, generator, runs, table.md, views.png, results.json.")
 @click.option("--conditions", "condition_list", default=",".join(DEFAULT_CONDITIONS),
               help="Comma-separated conditions: random, none, gaussian, independent, real, supcon, steer, "
-                   "gaussian+steer, and gaussian@SIGMA for each --sigmas value.")
-@click.option("--seeds", default="0,1", help="Comma-separated training seeds; the table reports their spread.")
-@click.option("--sigma", type=float, default=0.5, help="Sigma of the gaussian and supcon conditions.")
-@click.option("--sigmas", default="", help="A sweep, e.g. 0.2,0.5,1.0: adds gaussian@SIGMA conditions and a "
-                                           "plot of accuracy against sigma.")
-@click.option("--views", type=click.IntRange(2), default=2, help="Images per generated group with latent views.")
-@click.option("--steps", type=click.IntRange(1), default=300, help="Training steps of every condition (x --scale).")
+                   "gaussian+steer; the multi-view ones none-xK, gaussian-xK and supcon-xK for K in "
+                   f"{', '.join(map(str, MULTI_VIEWS))} (K views per sample, multipos or SupCon; none-xK takes K "
+                   "augmented views of one image); and gaussian@SIGMA for each --sigmas value.")
+@click.option("--seeds", default="0,1,2", help="Comma-separated training seeds (3 or more for intervals that "
+                                               "mean something); every condition is paired with none by seed.")
+@click.option("--sigma", default="0.25,0.5,1.0",
+              help="Sigma of the gaussian and supcon conditions; several values: the one chosen on the validation "
+                   "split (kNN top-1 of the first seed's encoder), never on the test split.")
+@click.option("--sigmas", default="", help="A sweep, e.g. 0.2,0.5,1.0: adds gaussian@SIGMA conditions, reported "
+                                           "on the test split beside the others.")
+@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True), default=0.2,
+              help="Part of each class of the real train split held out as the validation split, on which "
+                   "sigma is chosen; the rest trains the GAN, the real condition and the probes.")
+@click.option("--split-seed", type=click.IntRange(0), default=0, help="Seed of the validation split.")
+@click.option("--views", type=click.IntRange(2), default=2, help="Images per generated group with latent views "
+                                                                  "(the K = 2 conditions).")
+@click.option("--steps", type=click.IntRange(1), default=100, help="Training steps of every condition (x --scale).")
 @click.option("--batch-size", type=click.IntRange(2), default=64,
-              help="Training batch of every condition, in groups (two views each).")
-@click.option("--fit-steps", type=click.IntRange(1), default=1200, help="GAN fitting steps (x --scale).")
+              help="Training batch of every condition, in groups of two views; K-view conditions take 2/K as "
+                   "many groups, so every condition sees the same images per step.")
+@click.option("--fit-steps", type=click.IntRange(1), default=800, help="GAN fitting steps (x --scale).")
 @click.option("--walk-samples", type=click.IntRange(1), default=16000,
               help="Samples that fit the latent walks of the steer conditions (x --scale).")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0,
-              help="Multiplies --steps and --fit-steps (e.g. 8 on a GPU).")
+              help="Multiplies --steps, --fit-steps and --walk-samples (e.g. 8 on a GPU).")
 @click.option("--image-size", type=click.Choice(["32", "64"]), default="32", help="Image side in pixels.")
 @click.option("--labels-per-class", type=click.IntRange(2), default=10,
               help="Labelled images per class of the low-label probe.")
-@click.option("--draws", type=click.IntRange(2), default=5, help="Seeded draws of the low-label probe.")
+@click.option("--draws", type=click.IntRange(2), default=5,
+              help="Seeded draws of the low-label probe, the same draws for every encoder.")
 @click.option("--knn-k", type=click.IntRange(1), default=20, help="Neighbours of the kNN classifier.")
 @click.option("--probe-epochs", type=click.IntRange(1), default=30, help="Epochs of the linear probes.")
 @click.option("--workers", type=click.IntRange(0), default=1, help="Data-loading processes of the trainer.")
 @click.option("--color-augment/--no-color-augment", default=False,
               help="Colour jitter and grayscale besides crops and flips in every training: needed where each "
-                   "image has colours of its own (photographs, e.g. CIFAR-10), not on the silhouettes.")
+                   "image has colours of its own (photographs, e.g. CIFAR-10), not on grey images.")
 @click.option("--resume", is_flag=True, help="Continue the experiment in --out; finished steps are not redone.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bars of every step.")
 @reports_errors
-def main(real: Path, out: Path, condition_list: str, seeds: str, sigma: float, sigmas: str, views: int,
-         steps: int, batch_size: int, fit_steps: int, walk_samples: int, scale: float, image_size: str, labels_per_class: int,
-         draws: int, knn_k: int, probe_epochs: int, workers: int, color_augment: bool, resume: bool,
-         progress: bool) -> None:
-    """Train an encoder on each view condition and on the real images, and compare them on real labels."""
-    settings = Settings(
+def main(real: Path, out: Path, condition_list: str, seeds: str, sigma: str, sigmas: str, val_fraction: float,
+         split_seed: int, views: int, steps: int, batch_size: int, fit_steps: int, walk_samples: int, scale: float,
+         image_size: str, labels_per_class: int, draws: int, knn_k: int, probe_epochs: int, workers: int,
+         color_augment: bool, resume: bool, progress: bool) -> None:
+    """Train an encoder on each view condition and on the real images, and compare each with no latent
+    views, paired by seed and probe draw, on the real test split."""
+    run_experiment(out, resume, progress, Settings(
         real=str(real.resolve()), seeds=parse_list(seeds, int, "--seeds"),
         conditions=tuple(name.strip() for name in condition_list.split(",") if name.strip()),
-        sigma=sigma, sigmas=parse_list(sigmas, float, "--sigmas"), views=views,
+        sigma=parse_list(sigma, float, "--sigma"), sigmas=parse_list(sigmas, float, "--sigmas"), views=views,
         steps=max(1, round(steps * scale)), batch_size=batch_size, fit_steps=max(1, round(fit_steps * scale)),
         walk_samples=max(1, round(walk_samples * scale)),
         image_size=int(image_size), labels_per_class=labels_per_class, draws=draws, knn_k=knn_k,
-        probe_epochs=probe_epochs, workers=workers, color_augment=color_augment)
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ExperimentError(f"--sigma must be finite and above 0, not {sigma}.")
+        probe_epochs=probe_epochs, workers=workers, color_augment=color_augment, val_fraction=val_fraction,
+        split_seed=split_seed))
+
+
+def run_experiment(out: Path, resume: bool, progress: bool, settings: Settings) -> dict[str, Any]:
+    """Check the settings, run the experiment into ``out`` and write its table, plot and results."""
+    if not settings.sigma:
+        raise ExperimentError("--sigma needs at least one value.")
     if not settings.seeds or any(seed < 0 for seed in settings.seeds):
-        raise ExperimentError(f"--seeds takes non-negative integers, not {seeds!r}.")
-    conditions_named = conditions(settings.sigma, settings.sigmas)
+        raise ExperimentError(f"--seeds takes non-negative integers, not {settings.seeds!r}.")
     sweep = tuple(f"gaussian@{value:g}" for value in settings.sigmas if f"gaussian@{value:g}" not in
                   settings.conditions)
     settings = Settings(**{**asdict(settings), "conditions": settings.conditions + sweep})
-    check_conditions(settings.conditions, conditions_named)
-    check_real_folder(real, labels_per_class)
+    check_conditions(settings.conditions, conditions(settings.sigma[0], settings.sigmas))
+    check_real_folder(Path(settings.real), settings.labels_per_class, settings.val_fraction)
     check_folder(out, settings, resume)
     make_folder(out)
     write_json_atomic(out / SETTINGS_FILE, asdict(settings))
     report = Experiment(out, settings, progress).run()
     write_json_atomic(out / "results.json", report)
-    table = markdown_table(report)
+    table = experiment_table(report)
     write_bytes_atomic(out / "table.md", table.encode())
-    plot(report, out / "views.png")
+    plot_experiment(report, out / "views.png")
     click.echo(table)
     click.echo(f"Wrote {out / 'table.md'}, {out / 'views.png'} and {out / 'results.json'}.")
+    return report
 
 
 if __name__ == "__main__":
