@@ -10,6 +10,7 @@ import click
 
 from shards import ShardSet
 from shards.cli import allow_pipe_option
+from common import commands
 from common.console import exit_with, reports_errors
 from common.numbers import FiniteFloatRange, seed_range
 
@@ -94,8 +95,7 @@ def finish(metric: str, inputs: Inputs, top1: float, top5: float | None, setting
                f"{inputs.val_set.location}; wrote {path}.")
 
 
-@click.group(help="Evaluate trained encoders on labelled shard sets and compare runs.",
-             context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@commands.group(help="Evaluate trained encoders on labelled shard sets and compare runs.")
 def cli() -> None:
     pass
 

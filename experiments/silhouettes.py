@@ -17,6 +17,7 @@ import click
 import numpy as np
 from PIL import Image, ImageDraw
 
+from common import commands
 from common.numbers import seed_range
 from common.console import exit_with
 
@@ -129,7 +130,7 @@ def write_silhouettes(out: Path, train_per_class: int, test_per_class: int, size
                     folder / f"{index:05d}.png")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@commands.command()
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="New or empty folder for the ImageFolder (train/ and test/).")
 @click.option("--train-per-class", type=click.IntRange(1), default=800, help="Train images per class.")

@@ -20,6 +20,7 @@ from generate.generators.runtime import default_precision, precision_of
 from generate.job import JobConfig, Partition, run_job
 from generate.sampling import VIEW_METHODS, Steering, ViewSpec
 from generate.walks import Walks, check_generator, load_walks, parse_names, parse_ranges
+from common import commands
 from common.console import exit_with, reports_errors
 from common.numbers import seed_range
 from shards.schema import KEY_DIGITS
@@ -132,7 +133,7 @@ def steering(walks: Walks, ranges: tuple[str, ...], directions: str | None) -> S
                     walks_method=walks.method)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@commands.command()
 @click.option("--generator", default=DEFAULT_GENERATOR,
               help="Registered generator (deadleaves, biggan-deep-128/256/512) or package.module:factory.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,

@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 from torch import nn
 from tqdm import tqdm
 
+from common import commands
 from common.numbers import FiniteFloatRange, seed_range
 from common.console import reports_errors
 from common.errors import UserError
@@ -422,7 +423,7 @@ def save_generator(out: Path, network: ConditionalGenerator, training: GANTraini
         {"fit": fit, "provenance": provenance(["python", "-m", "generate.fit", *sys.argv[1:]])}))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@commands.command()
 @click.option("--data", type=click.Path(path_type=Path), required=True,
               help="Labelled ImageFolder: DATA/CLASS/IMAGE.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from common import commands
 from common.numbers import seed_range
 from common.console import reports_errors
 from common.errors import UserError
@@ -476,7 +477,7 @@ def fit_walks(generator: Any, name: str, settings: dict[str, Any], directions: D
             "evaluation": evaluation}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@commands.command()
 @click.option("--generator", default=DEFAULT_GENERATOR,
               help="Registered generator (deadleaves, cgan, biggan-deep-128/256/512) or "
                    "package.module:factory.")

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from common import commands
 from common.console import exit_with, reports_errors
 from shards.contact_sheet import make_contact_sheet
 from shards.ingest import ingest_folder
@@ -21,8 +22,7 @@ allow_pipe_option = click.option(
          "output. Without it only folders and http(s):// URLs are read.")
 
 
-@click.group(help="Inspect, verify, view and ingest genviews shard sets.",
-             context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@commands.group(help="Inspect, verify, view and ingest genviews shard sets.")
 def cli() -> None:
     pass
 

@@ -1,12 +1,14 @@
-"""One command-line convention everywhere: every command answers -h as --help, shows its defaults,
-and takes --progress/--no-progress where it draws progress bars.
+"""One command-line convention everywhere: every command answers -h as --help, states every option's
+default in the project's words (``[default: ...]``, on/off flags included, whatever click's release),
+and takes --progress/--no-progress unless it is listed as drawing no progress bars.
 
-Commands are walked in-process through click (fast); a new command or subcommand fails
-``test_every_command_is_classified`` until it is added to COMMANDS below.
+Commands are discovered from the packages themselves (every ``python -m`` entry and ``train/main.py``)
+and walked in-process through click (fast), so a new command cannot escape the convention.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
@@ -16,29 +18,49 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from common.commands import UNSET, help_record
 from tests.cli import REPO, cli_env
 from tests.shards.helpers import write_photo, write_synthetic_set
 
-UNSET = click.Option(["--x"]).default  # click 8.3+ marks "no default" with a sentinel, older click with None
+PACKAGES = ("common", "shards", "generate", "train", "evaluate", "experiments")
+DRAW_NO_PROGRESS = {"python -m shards", "python -m shards info", "python -m shards show", "python -m evaluate",
+                    "python -m evaluate report", "python -m experiments.silhouettes"}
 
-# Every command, by how a user types it: (module, attribute) of the click object it starts from, and
-# whether it draws progress bars (and so must take --progress/--no-progress).
-COMMANDS = {
-    "python -m shards": ("shards.cli", "cli", False),
-    "python -m shards info": ("shards.cli", "cli", False),
-    "python -m shards verify": ("shards.cli", "cli", True),
-    "python -m shards show": ("shards.cli", "cli", False),
-    "python -m shards ingest": ("shards.cli", "cli", True),
-    "python -m generate": ("generate.cli", "main", True),
-    "python -m evaluate": ("evaluate.cli", "cli", False),
-    "python -m evaluate linear": ("evaluate.cli", "cli", True),
-    "python -m evaluate knn": ("evaluate.cli", "cli", True),
-    "python -m evaluate report": ("evaluate.cli", "cli", False),
-    "train/main.py": ("train.main", "main", True),
-}
-for module in ("fit", "steer"):  # being written alongside; checked once they are there
-    if (REPO / "generate" / f"{module}.py").exists():
-        COMMANDS[f"python -m generate.{module}"] = (f"generate.{module}", "main", True)
+
+def entry_points() -> dict[str, str]:
+    """Every command a user can start, as they type it -> the module whose click object it runs."""
+    entries = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+            source = path.read_text()
+            if path.name == "__main__.py":  # python -m PACKAGE: the module its entry imports from
+                imported = next(node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom))
+                entries[f"python -m {module.removesuffix('.__main__')}"] = imported
+            elif 'if __name__ == "__main__"' in source:
+                entries["train/main.py" if module == "train.main" else f"python -m {module}"] = module
+    return entries
+
+
+def top_click_object(module: str) -> click.Command:
+    """The one click command of ``module`` that no group of it contains."""
+    found = [value for value in vars(importlib.import_module(module)).values()
+             if isinstance(value, click.Command) and value.callback.__module__ == module]
+    inner = {id(sub) for value in found if isinstance(value, click.Group) for sub in value.commands.values()}
+    (top,) = [value for value in found if id(value) not in inner]
+    return top
+
+
+def walk(command: click.Command, path: str) -> list[str]:
+    names = [path]
+    if isinstance(command, click.Group):
+        for sub_name, sub in sorted(command.commands.items()):
+            names.extend(walk(sub, f"{path} {sub_name}"))
+    return names
+
+
+ENTRIES = entry_points()
+COMMANDS = sorted(name for entry, module in ENTRIES.items() for name in walk(top_click_object(module), entry))
 
 
 def split(name: str) -> tuple[str, list[str]]:
@@ -49,16 +71,8 @@ def split(name: str) -> tuple[str, list[str]]:
 
 def top_command(name: str) -> tuple[click.Command, list[str]]:
     """The click object a command line starts from, and the subcommand words after it."""
-    module, attribute, _ = COMMANDS[name]
-    return getattr(importlib.import_module(module), attribute), split(name)[1]
-
-
-def walk(command: click.Command, path: str) -> list[str]:
-    names = [path]
-    if isinstance(command, click.Group):
-        for sub_name, sub in sorted(command.commands.items()):
-            names.extend(walk(sub, f"{path} {sub_name}"))
-    return names
+    entry, words = split(name)
+    return top_click_object(ENTRIES[entry]), words
 
 
 def resolved(name: str) -> tuple[click.Command, click.Context]:
@@ -76,15 +90,18 @@ def help_text(name: str, flag: str) -> Result:
     return CliRunner().invoke(command, [*words, flag], prog_name=split(name)[0])
 
 
-def test_every_command_is_classified():
-    found = set()
-    for name in COMMANDS:
-        if not split(name)[1]:  # a top command: walk its subcommands
-            found.update(walk(top_command(name)[0], name))
-    assert found == set(COMMANDS)
+def squeezed(text: str) -> str:
+    """``text`` without whitespace: help wraps lines (at spaces and hyphens) wherever its width says."""
+    return "".join(text.split())
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_entry_point_is_discovered():
+    assert {"python -m shards verify", "python -m generate", "python -m generate.fit", "python -m evaluate knn",
+            "train/main.py", "python -m experiments.views", "python -m experiments.silhouettes"} <= set(COMMANDS)
+    assert DRAW_NO_PROGRESS <= set(COMMANDS)  # a renamed command is not silently exempt
+
+
+@pytest.mark.parametrize("name", COMMANDS)
 def test_h_is_help_and_defaults_are_shown(name: str):
     short, long = help_text(name, "-h"), help_text(name, "--help")
     assert short.exit_code == 0 and long.exit_code == 0, short.output
@@ -93,15 +110,14 @@ def test_h_is_help_and_defaults_are_shown(name: str):
     command, context = resolved(name)
     for option in command.params:
         default = option.get_default(context)
-        if not isinstance(option, click.Option) or option.hidden or default is None or default is UNSET:
+        if not isinstance(option, click.Option) or option.hidden or default in (None, UNSET, ()):
             continue
-        if option.is_flag and not option.secondary_opts and not option.default:
-            continue  # an off switch: click shows no default for it
-        record = option.get_help_record(context)
-        assert record and "default:" in record[1], f"{name} {option.opts[0]} does not show its default"
+        record = help_record(option, context)
+        assert record and "[default: " in record[1], f"{name} {option.opts[0]} does not state its default"
+        assert squeezed(record[1]) in squeezed(short.output), f"{name} {option.opts[0]}'s help is not shown"
 
 
-@pytest.mark.parametrize("name", sorted(name for name, (_, _, draws) in COMMANDS.items() if draws))
+@pytest.mark.parametrize("name", [name for name in COMMANDS if name not in DRAW_NO_PROGRESS])
 def test_commands_that_draw_progress_take_no_progress(name: str):
     command, _ = resolved(name)
     progress = next((option for option in command.params if option.name == "progress"), None)

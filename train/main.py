@@ -28,6 +28,7 @@ from click.core import ParameterSource
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from common import commands
 from common.console import reports_errors
 from common.errors import UserError
 from common.files import append_line, make_folder, write_bytes_atomic, write_json_atomic
@@ -256,7 +257,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
         click.echo(f"Trained to step {total_steps}{ranks}; checkpoint {out / LAST}.")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@commands.command()
 @training_options
 @reports_errors
 def main(**params: Any) -> None:
