@@ -1,11 +1,15 @@
-"""Hostile inputs and subprocesses that meet file permissions as an ordinary user does, even when the
-tests run as root."""
+"""Hostile inputs, subprocesses that meet file permissions as an ordinary user does (even when the
+tests run as root), and tables of bad values that a command line must refuse."""
 
 from __future__ import annotations
 
 import ctypes
 import subprocess
 import sys
+from typing import Any
+
+import pytest
+from click.testing import Result
 
 from tests.cli import cli_env
 
@@ -35,3 +39,28 @@ def billion_laughs(levels: int = 9) -> str:
     lines += [f"lol{level}: &lol{level} [" + ", ".join([f"*lol{level - 1}"] * 9) + "]"
               for level in range(1, levels + 1)]
     return "\n".join([*lines, f"data: *lol{levels}"]) + "\n"
+
+
+Refusal = tuple[Any, str]  # what a command is given (flags or config values), and what its refusal says
+
+
+def refusals(table: dict[str, Refusal]) -> pytest.MarkDecorator:
+    """One test per named case of ``table``, given ``given`` and ``message``."""
+    names = sorted(table)
+    return pytest.mark.parametrize("given, message", [table[name] for name in names], ids=names)
+
+
+def not_finite(option: str, bounds: str | None, *values: str) -> dict[str, Refusal]:
+    """How a FiniteFloatRange option (common/numbers.py) refuses each of ``values`` (nan, inf) given on the
+    command line: by name, naming its range (``bounds``, as click writes it) when it has one."""
+    where = f" in the range {bounds}" if bounds else ""
+    return {f"{value} {option}": ([option, value],
+                                  f"Invalid value for '{option}': {value} is not a finite number{where}.")
+            for value in values}
+
+
+def assert_refused(result: Result, message: str) -> None:
+    """click refused the command as a usage error (exit 2) saying ``message``; nothing crashed: click
+    exits by SystemExit, which is no Exception."""
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not isinstance(result.exception, Exception), result.exception

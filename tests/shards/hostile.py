@@ -17,7 +17,9 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+from shards import CorruptSampleError, open_set
 from shards.schema import MANIFEST_NAME
+from shards.verify import verify_set
 from tests.cli import cli_env
 from tests.shards.helpers import jpeg_bytes
 
@@ -95,6 +97,24 @@ def cut_before_group(shard: Path, anchor: int) -> bytes:
     shorter tar."""
     members = read_members(shard)
     return tar_bytes([(name, data) for name, data in members if int(name.partition(".")[0]) < anchor])
+
+
+def every_reader_refuses(location: Path, *fragments: str, shard: int = 0,
+                         verify_says: tuple[str, ...] | None = None) -> None:
+    """The whole-group reader, the trainer's chosen-views reader and verify all refuse ``shard`` (and
+    verify nothing else), each in one line holding every fragment (verify: ``verify_says``, when its
+    sentence words the problem otherwise)."""
+    shard_set = open_set(str(location))
+    with pytest.raises(CorruptSampleError) as whole:
+        list(shard_set.shard_groups(shard))
+    with pytest.raises(CorruptSampleError) as chosen:
+        list(shard_set.chosen_views(shard, lambda anchor: [0, 1]))
+    problems = verify_set(location).problems
+    assert [problem.shard for problem in problems] == [f"shard-{shard:06d}.tar"], problems
+    for message, expected in [(str(whole.value), fragments), (str(chosen.value), fragments),
+                              (problems[0].message, verify_says or fragments)]:
+        assert "\n" not in message and "Traceback" not in message and "BufferedReader" not in message, message
+        assert all(fragment in message for fragment in expected), (message, expected)
 
 
 def copy_set(source: Path, directory: Path) -> Path:

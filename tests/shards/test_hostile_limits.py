@@ -16,8 +16,8 @@ from shards.reader import decode_view
 from shards.verify import verify_set
 from tests.cli import assert_clean_failure, cli_env
 from tests.shards.helpers import write_synthetic_set
-from tests.shards.hostile import (change_manifest, jpeg_declaring, memory_limited, npy_declaring, replace_member,
-                                  replace_shard, tar_with_huge_member)
+from tests.shards.hostile import (change_manifest, every_reader_refuses, jpeg_declaring, memory_limited,
+                                  npy_declaring, replace_member, replace_shard, tar_with_huge_member)
 
 PIXELS_BOUND = "more than the limit of 16777216 pixels per image (set GENVIEWS_MAX_IMAGE_PIXELS to raise it)"
 MEMBER_BOUND = "more than the limit of 268435456 bytes per file or tar member (set GENVIEWS_MAX_MEMBER_BYTES"
@@ -28,21 +28,6 @@ def small_set(tmp_path: Path) -> Path:
     """6 groups of 3 views, latents of 8, 4 groups per shard."""
     write_synthetic_set(tmp_path / "set")
     return tmp_path / "set"
-
-
-def every_reader_refuses(location: Path, *fragments: str) -> None:
-    """The whole-group reader, the trainer's chosen-views reader and verify all refuse shard 0."""
-    shard_set = open_set(str(location))
-    with pytest.raises(CorruptSampleError) as whole:
-        list(shard_set.shard_groups(0))
-    with pytest.raises(CorruptSampleError) as chosen:
-        list(shard_set.chosen_views(0, lambda anchor: [0, 1]))
-    report = verify_set(location)
-    assert [problem.shard for problem in report.problems] == ["shard-000000.tar"]
-    for message in (str(whole.value), str(chosen.value), report.problems[0].message):
-        assert "\n" not in message and "Traceback" not in message, message
-        for fragment in fragments:
-            assert fragment in message, message
 
 
 def test_a_view_declaring_30000_x_30000_pixels_is_refused_by_every_reader(small_set: Path):

@@ -16,7 +16,8 @@ import yaml
 from click.testing import CliRunner, Result
 
 from tests.cli import assert_clean_failure
-from tests.common.helpers import billion_laughs, run_without_permission_override
+from tests.common.helpers import (assert_refused, billion_laughs, not_finite, refusals,
+                                  run_without_permission_override)
 from tests.train.test_main import FAST, TRAIN, make_set, read_metrics, run_train
 from train.checkpoint import save_checkpoint
 from train.main import main as train_main
@@ -35,23 +36,12 @@ def train(*args: object) -> Result:
     return CliRunner().invoke(train_main, [str(arg) for arg in args])
 
 
-def assert_refused(result: Result, message: str) -> None:
-    assert result.exit_code == 2 and message in result.output, result.output
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
-
-
 BAD_FLAGS = {
-    "nan lr": (["--lr", "nan"], "Invalid value for '--lr': nan is not a finite number in the range x>0."),
-    "inf lr": (["--lr", "inf"], "Invalid value for '--lr': inf is not a finite number in the range x>0."),
-    "nan temperature": (["--temperature", "nan"], "'--temperature': nan is not a finite number in the range x>0."),
-    "nan weight decay": (["--weight-decay", "nan"],
-                         "'--weight-decay': nan is not a finite number in the range x>=0."),
-    "nan crop scale": (["--crop-min-scale", "nan"],
-                       "'--crop-min-scale': nan is not a finite number in the range 0.01<=x<=1.0."),
-    "nan warm-up epochs": (["--warmup-epochs", "nan"],
-                           "'--warmup-epochs': nan is not a finite number in the range x>=0."),
-    "inf warm-up epochs": (["--warmup-epochs", "inf"],
-                           "'--warmup-epochs': inf is not a finite number in the range x>=0."),
+    **not_finite("--lr", "x>0", "nan", "inf"),
+    **not_finite("--temperature", "x>0", "nan"),
+    **not_finite("--weight-decay", "x>=0", "nan"),
+    **not_finite("--crop-min-scale", "0.01<=x<=1.0", "nan"),
+    **not_finite("--warmup-epochs", "x>=0", "nan", "inf"),
     "huge warm-up epochs": (["--warmup-epochs", "1e300"],
                             "--warmup 1e+300epochs is 3e+300 steps, which leaves no step of the run's 3"),
     "huge warm-up": (["--warmup", "1e400steps"], "'1e400steps' is too large to be a warm-up length."),
@@ -62,10 +52,9 @@ BAD_FLAGS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
-def test_a_bad_number_is_refused_naming_the_option_and_its_range(tmp_path, small_set, case):
-    flags, message = BAD_FLAGS[case]
-    result = train("--data", small_set, "--out", tmp_path / "run", *QUICK, *flags)
+@refusals(BAD_FLAGS)
+def test_a_bad_number_is_refused_naming_the_option_and_its_range(tmp_path, small_set, given, message):
+    result = train("--data", small_set, "--out", tmp_path / "run", *QUICK, *given)
     assert_refused(result, message)
     assert not (tmp_path / "run").exists()
 
@@ -81,12 +70,11 @@ BAD_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
-def test_a_bad_value_in_a_yaml_config_is_refused_in_one_sentence(tmp_path, small_set, case):
-    values, message = BAD_CONFIGS[case]
+@refusals(BAD_CONFIGS)
+def test_a_bad_value_in_a_yaml_config_is_refused_in_one_sentence(tmp_path, small_set, given, message):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(values))
-    data = [] if "data" in values else ["--data", small_set]
+    config.write_text(yaml.safe_dump(given))
+    data = [] if "data" in given else ["--data", small_set]
     result = train("--config", config, *data, "--out", tmp_path / "run", *FAST)
     assert_refused(result, message)
     assert not (tmp_path / "run").exists()
