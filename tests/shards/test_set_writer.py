@@ -103,9 +103,9 @@ def test_a_shard_a_live_writer_holds_is_skipped_and_waited_for(tmp_path):
         for anchor in first.spans[0]:
             shard.add(synthetic_group(anchor, views=2, latent_dim=4))
         waiter.start()
-        # Half a poll past a check, so the commit lands inside a sleep of the waiter: a check between
-        # the tar's rename and its record's would see neither a live writer nor a commit.
-        waiter.join(timeout=1.5 * WAIT_POLL_SECONDS)
+        # Half a poll past its first check, so the commit lands inside the waiter's sleep: a check
+        # between the tar's rename and its record's would see neither a live writer nor a commit.
+        waiter.join(timeout=0.5 * WAIT_POLL_SECONDS)
         assert waiter.is_alive() and left == [], "wait_for returned while the other writer held shard 0"
         shard.commit()
     waiter.join(timeout=60)
