@@ -27,12 +27,11 @@ def forest(axis: Any, labels: list[str], records: list[dict[str, Any] | None], t
             continue
         low, high = record["interval"] or (record["mean"], record["mean"])
         shown = record["verdict"] != "not shown"
-        axis.errorbar(100 * record["mean"], position, xerr=[[100 * (record["mean"] - low)], [100 * (high - record["mean"])]],
+        axis.errorbar(100 * record["mean"], -position, xerr=[[100 * (record["mean"] - low)], [100 * (high - record["mean"])]],
                       fmt="o", mfc=None if shown else "white", color="C0" if shown else "grey",
                       capsize=3)
     axis.axvline(0, color="black", linewidth=0.8)
-    axis.set_yticks(range(len(labels)), labels)
-    axis.invert_yaxis()
+    axis.set_yticks([-position for position in range(len(labels))], labels)  # first row on top
     axis.set_xlabel("difference to none (points, 95% interval)")
     axis.set_title(title, fontsize=10)
 
@@ -56,10 +55,9 @@ def plot_experiment(report: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.2 * (1 + len(metrics)), 0.45 * len(rows) + 2),
                                 sharey=True)
     for offset, metric in zip((-0.15, 0.0, 0.15), metrics):
-        axes[0].errorbar([100 * row[metric]["mean"] for row in rows], [p + offset for p in range(len(rows))],
+        axes[0].errorbar([100 * row[metric]["mean"] for row in rows], [offset - p for p in range(len(rows))],
                          xerr=[100 * row[metric]["std"] for row in rows], fmt="o", capsize=2, label=metric_name(metric))
-    axes[0].set_yticks(range(len(labels)), labels)
-    axes[0].invert_yaxis()
+    axes[0].set_yticks([-position for position in range(len(labels))], labels)
     axes[0].set_xlabel("top-1 on the real test split (%)")
     axes[0].set_title("absolute (mean ± std over seeds)", fontsize=10)
     axes[0].legend(fontsize=7)

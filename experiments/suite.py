@@ -93,7 +93,7 @@ def summarise(name: str, report: dict[str, Any], color_augment: bool, minutes: f
               help="Multiplies the training and fitting steps (e.g. 8 on a GPU).")
 @click.option("--extra", default="", help="Further options for every experiment, e.g. '--draws 3 --knn-k 10'.")
 @click.option("--resume", is_flag=True, help="Continue the suite in --out; finished datasets are not redone.")
-@click.option("--progress/--no-progress", default=False, help="Show the progress bars of every step.")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bars of every step.")
 @reports_errors
 def main(out: Path, names: str, train_per_class: int, test_per_class: int, condition_list: str, seeds: str,
          steps: int, fit_steps: int, sigma: str, scale: float, extra: str, resume: bool, progress: bool) -> None:

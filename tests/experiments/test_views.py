@@ -1,5 +1,6 @@
 """The miniature experiment end to end at tiny size: the real command lines, in one process, from an
-ImageFolder to table.md, views.png and results.json; resumed without redoing runs; refusals."""
+ImageFolder to table.md, views.png and results.json; sigma chosen on the validation split, the test
+split read only at the end; resumed without redoing runs; refusals."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from experiments import views
 from experiments.silhouettes import write_silhouettes
 from experiments.views import main as views_main
 from tests.cli import assert_clean_failure, run_module
 
-TINY = ["--seeds", "0,1", "--steps", 3, "--batch-size", 8, "--fit-steps", 4, "--views", 2,
+TINY = ["--seeds", "0,1", "--sigma", "0.5,1", "--conditions", "random,none,gaussian,real,none-x4,gaussian-x4", "--steps", 3, "--batch-size", 8, "--fit-steps", 4, "--views", 2,
         "--labels-per-class", 2, "--draws", 2, "--knn-k", 3, "--probe-epochs", 3, "--workers", 0, "--sigmas", "1",
         "--no-progress"]
 
@@ -33,60 +35,106 @@ def real(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def experiment(real, tmp_path_factory) -> Path:
+def experiment(real, tmp_path_factory) -> tuple[Path, list[tuple[str, list[str], bool]]]:
+    """The experiment's folder, and every command line it ran: (module, arguments, whether the choices
+    were recorded when it ran)."""
     out = tmp_path_factory.mktemp("views") / "views"
-    run_views("--real", real, "--out", out, *TINY)
-    return out
+    calls = []
+
+    def recording(module: str, arguments: list[object]) -> None:
+        calls.append((module, [str(argument) for argument in arguments], (out / views.CHOICES_FILE).is_file()))
+        run_cli(module, arguments)
+
+    run_cli = views.run_cli
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(views, "run_cli", recording)
+        run_views("--real", real, "--out", out, *TINY)
+    return out, calls
 
 
 def test_every_condition_is_trained_evaluated_and_tabled(experiment):
+    experiment, _ = experiment
     report = json.loads((experiment / "results.json").read_text())
     names = [row["condition"] for row in report["conditions"]]
-    assert names == ["random", "none", "gaussian", "independent", "real", "supcon", "gaussian@1"]
+    assert names == ["random", "none", "gaussian", "real", "none-x4", "gaussian-x4", "gaussian@1"]
     for row in report["conditions"]:
         assert [run["seed"] for run in row["seeds"]] == [0, 1]
         for metric in ("linear@2", "knn", "linear"):
             assert 0.0 <= row[metric]["min"] <= row[metric]["mean"] <= row[metric]["max"] <= 1.0
+            if row["condition"] != "none":  # paired with none, by seed and draw
+                difference = row["vs_none"][metric]
+                assert difference["interval"][0] <= difference["mean"] <= difference["interval"][1]
+                assert len(difference["per_seed"]) == 2
+    assert report["conditions"][1]["linear@2"] and "vs_none" not in report["conditions"][1]
     by_name = {row["condition"]: row for row in report["conditions"]}
-    assert by_name["gaussian"]["seeds"][0]["run"] == "runs/gaussian-0.5-simclr-seed0"
-    assert by_name["supcon"]["seeds"][0]["run"] == "runs/gaussian-0.5-supcon-seed0"
-    assert set(report["data"]) == {"real-train", "real-test", "none", "gaussian-0.5", "gaussian-1",
-                                   "independent"}
-    assert report["data"]["none"]["views"] == 1 and report["data"]["independent"]["views"] == 2
-    assert report["data"]["none"]["groups"] == report["data"]["real-train"]["groups"] == 24
+    sigma = report["choices"]["sigma"]
+    assert sigma in (0.5, 1.0) and set(report["choices"]["validation_knn_top1"]) == {"0.5", "1"}
+    assert by_name["gaussian"]["seeds"][0]["run"] == f"runs/gaussian-{sigma:g}-simclr-seed0"
+    assert by_name["none-x4"]["seeds"][0]["run"] == "runs/none-multipos4-seed0"
+    assert by_name["gaussian-x4"]["vs_twin"]["twin"] == "none-x4"
+    assert set(report["data"]) == {"real-fit", "real-val", "real-test", "none", f"gaussian-{sigma:g}",
+                                   "gaussian-1", f"gaussian-{sigma:g}-x4"}
+    assert report["data"]["none"]["views"] == 1 and report["data"][f"gaussian-{sigma:g}-x4"]["views"] == 4
+    # 8 train images per class: 2 of each go to the validation split, the GAN and the probes get 6
+    assert report["data"]["none"]["groups"] == report["data"]["real-fit"]["groups"] == 18
+    assert report["data"]["real-val"]["groups"] == report["split"]["val_images"] == 6
     table = (experiment / "table.md").read_text()
-    assert table.count("\n") == 2 + len(names) and "random init" in table
+    assert "random init" in table and "difference to none" in table and "gaussian-x4 | none-x4" in table
     with Image.open(experiment / "views.png") as image:
         assert image.width > 600
     # crops and flips by default: the silhouettes' grey levels are the same in every image
     assert "color_augment: false" in (experiment / "runs" / "none-simclr-seed0" / "config.yaml").read_text()
 
 
+def test_the_test_split_is_read_only_after_the_choices_and_every_training(experiment, real):
+    _, calls = experiment
+    reads_test = [index for index, (_, arguments, _) in enumerate(calls)
+                  if any(argument == str(real / "test") or argument.endswith("real-test") for argument in arguments)]
+    first = reads_test[0]
+    assert calls[first][0] == "shards" and calls[first][2], "the test split is ingested after choices.json"
+    assert all(module == "evaluate" for module, _, _ in calls[first + 1:])
+    assert not any(module in ("train.main", "generate", "generate.fit") for module, _, _ in calls[first:])
+    assert all(str(real / "test") not in arguments for _, arguments, _ in calls[:first])
+    # sigma was chosen on the validation split: the choosing evaluations read real-val, never real-test
+    choosing = [arguments for module, arguments, recorded in calls if module == "evaluate" and not recorded]
+    assert len(choosing) == 2 and all(arguments[arguments.index("--val") + 1].endswith("real-val")
+                                      for arguments in choosing)
+
+
+def test_the_test_split_is_refused_before_the_choices(tmp_path):
+    settings = views.Settings(real=str(tmp_path), seeds=(0,), conditions=("none",), sigma=(0.5,), sigmas=(),
+                              views=2, steps=1, batch_size=2, fit_steps=1, walk_samples=1, image_size=32,
+                              labels_per_class=2, draws=2, knn_k=1, probe_epochs=1, workers=0,
+                              color_augment=False, val_fraction=0.2, split_seed=0)
+    with pytest.raises(RuntimeError, match="only once the choices are recorded"):
+        views.Experiment(tmp_path / "out", settings, progress=False).ingest_test_split()
+
+
 def test_a_rerun_resumes_without_redoing_finished_runs(experiment, real):
+    experiment, _ = experiment
     checkpoints = {path: path.stat().st_mtime_ns for path in experiment.glob("runs/*/last.pt")}
-    assert len(checkpoints) == 2 * 7
+    assert len(checkpoints) >= 2 * 6
     (experiment / "table.md").unlink()
-    shutil.rmtree(experiment / "runs" / "independent-simclr-seed1" / "eval" / "knn")
+    shutil.rmtree(experiment / "runs" / "none-simclr-seed1" / "eval" / "knn")
     run_views("--real", real, "--out", experiment, *TINY, "--resume")
     assert {path: path.stat().st_mtime_ns for path in experiment.glob("runs/*/last.pt")} == checkpoints
     assert (experiment / "table.md").is_file()
-    assert (experiment / "runs" / "independent-simclr-seed1" / "eval" / "knn" / "results.json").is_file()
+    assert (experiment / "runs" / "none-simclr-seed1" / "eval" / "knn" / "results.json").is_file()
 
 
 def test_the_same_seed_gives_the_same_numbers(experiment, real, tmp_path):
-    run_views("--real", real, "--out", tmp_path / "again", *TINY[:-3], "--conditions", "gaussian",
-              "--sigmas", "", "--no-progress")
-    first = {row["condition"]: row for row in json.loads((experiment / "results.json").read_text())["conditions"]}
-    again = {row["condition"]: row for row in json.loads((tmp_path / "again" / "results.json").read_text())["conditions"]}
-    for name in ("gaussian",):
-        for seed_first, seed_again in zip(first[name]["seeds"], again[name]["seeds"], strict=True):
-            # the checkpoints record their own run folder, so only their numbers can be equal
-            for metric in ("linear@2", "knn", "linear"):
-                assert seed_again[metric] == seed_first[metric]
+    experiment, _ = experiment
+    run_views("--real", real, "--out", tmp_path / "again", *TINY[:-3], "--conditions", "none", "--seeds", 0,
+              "--sigma", 0.5, "--sigmas", "", "--no-progress")
+    first, again = ({row["condition"]: row for row in json.loads((folder / "results.json").read_text())["conditions"]}
+                    ["none"]["seeds"][0] for folder in (experiment, tmp_path / "again"))
+    # the checkpoints record their own run folder, so only their numbers can be equal
+    for metric in ("linear@2", "knn", "linear"):
+        assert again[metric] == first[metric]
 
 
 def test_steered_conditions_run_next_to_the_others(real, tmp_path):
-    run_views("--real", real, "--out", tmp_path / "steer", *TINY[:-3], "--seeds", 0, "--walk-samples", 16,
+    run_views("--real", real, "--out", tmp_path / "steer", *TINY[:-3], "--seeds", 0, "--sigma", 0.5, "--walk-samples", 16,
               "--conditions", "steer,gaussian+steer", "--sigmas", "", "--no-progress")
     report = json.loads((tmp_path / "steer" / "results.json").read_text())
     assert [row["condition"] for row in report["conditions"]] == ["steer", "gaussian+steer"]
@@ -103,18 +151,20 @@ def refusal(*args: object) -> str:
 
 @pytest.mark.parametrize("other, changed", [(["--steps", 4], "steps"), (["--color-augment"], "color_augment")])
 def test_a_resume_with_other_settings_is_refused(experiment, real, other, changed):
+    experiment, _ = experiment
     output = refusal("--real", real, "--out", experiment, *TINY, *other, "--resume")
     assert f"other settings ({changed} differ)" in output
 
 
 def test_an_existing_experiment_without_resume_is_refused(experiment, real):
+    experiment, _ = experiment
     assert "pass --resume" in refusal("--real", real, "--out", experiment, *TINY)
 
 
 @pytest.mark.parametrize("damage, fragment", [
     ("no test", "has no test/"),
     ("other classes", "same class folders"),
-    ("few images", "--labels-per-class 2 needs"),
+    ("few images", "besides the validation split"),
 ])
 def test_a_bad_real_folder_is_one_sentence(real, tmp_path, damage, fragment):
     folder = tmp_path / "real"
