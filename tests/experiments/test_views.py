@@ -187,3 +187,16 @@ def test_an_unknown_condition_is_one_sentence_from_a_shell(real, tmp_path):
                         "gaussian,rotate")
     assert_clean_failure(result, "Unknown condition 'rotate'")
     assert not (tmp_path / "out").exists()
+
+
+def test_distances_measure_latent_views_against_crops(experiment):
+    from experiments.distances import main as distances_main
+
+    experiment, _ = experiment
+    result = CliRunner().invoke(distances_main, ["--experiment", str(experiment), "--groups", "4", "--no-progress"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((experiment / "distances.json").read_text())["rows"]
+    assert {"two crops of one image", "two anchors of one class", "latent view, sigma 0.5",
+            "latent view + crops, sigma 1"} <= set(rows)
+    assert all(0 <= row["pixel_l1"] <= 1 and row["pairs"] >= 1 for row in rows.values())
