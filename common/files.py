@@ -21,8 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-import torch
-
 from common.errors import UserError
 
 TEMP_SUFFIX = ".partial"
@@ -236,6 +234,8 @@ def append_line(path: Path, line: str) -> None:
 def load_torch_file(path: Path, error: type[UserError]) -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU; a file that does not load (corrupt,
     foreign, or a pickle that would run code) raises ``error`` with one sentence."""
+    import torch  # here, so that importing the helper floor stays cheap (torch takes 1.5 s)
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as problem:  # corrupt, foreign or unsafe files fail in the unpickler or zip reader

@@ -10,6 +10,7 @@ import click
 
 from common import commands
 from common.console import exit_with, reports_errors
+from common.parallel import usable_cores
 from shards.contact_sheet import make_contact_sheet
 from shards.ingest import ingest_folder
 from shards.reader import ShardSet, open_set
@@ -43,11 +44,14 @@ def info(location: str, allow_pipe: bool) -> None:
 @click.option("--decode/--no-decode", default=True,
               help="Decode every view; --no-decode checks JPEG frame headers only (faster, and misses a "
                    "view whose body is corrupt).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that check shards at once [default: every core this process may use].")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @allow_pipe_option
 @reports_errors
-def verify(location: str, decode: bool, progress: bool, allow_pipe: bool) -> None:
-    report = verify_set(location, progress=progress, allow_pipe=allow_pipe, decode=decode)
+def verify(location: str, decode: bool, workers: int | None, progress: bool, allow_pipe: bool) -> None:
+    report = verify_set(location, progress=progress, allow_pipe=allow_pipe, decode=decode,
+                        workers=workers or usable_cores())
     for problem in report.problems:
         click.echo(problem.message)
     if not report.intact:

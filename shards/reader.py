@@ -24,11 +24,7 @@ import re
 import tarfile
 from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, Any, Callable, Iterable, Iterator
-
-import torch
-import webdataset as wds
-from webdataset import gopen
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from common.files import sha256_bytes
 from shards.limits import MEMBER_BYTES
@@ -39,9 +35,25 @@ from shards.schema import (MANIFEST_NAME, CorruptSampleError, DamagedShardError,
 from shards.shard_check import HashingStream, ShardCheck
 from shards.jpeg_header import jpeg_dimensions
 
+if TYPE_CHECKING:
+    import torch
+
 ErrorHandler = Callable[[Exception], bool]
 # What a damaged or missing tar raises while webdataset streams it (truncation, garbage, I/O).
 TAR_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)
+
+
+def gopen(source: str) -> IO[bytes]:
+    """webdataset's opener for a URL, a pipe or a file; imported on first use, as webdataset imports
+    torch (1.5 s) and ``shards info`` reads no shard."""
+    from webdataset import gopen as open_source
+
+    return open_source(source)
+
+
+def reraise(error: Exception) -> bool:
+    """The default error handler: no skipping, the error goes to the caller."""
+    raise error
 
 
 class UndecodableViewError(CorruptSampleError):
@@ -65,7 +77,8 @@ def view_size(data: bytes, where: str = "The view") -> tuple[int, int]:
 def decode_view(data: bytes, where: str = "The view") -> torch.Tensor:
     """A JPEG view as uint8 [3, H, W] (grayscale JPEGs are expanded to RGB); raises
     UndecodableViewError, its message starting with ``where``, when the bytes do not decode."""
-    from torchvision.io import ImageReadMode, decode_jpeg  # 2 s to import; writers never decode
+    import torch  # torch and torchvision take 2 s to import: only decoding pays for them
+    from torchvision.io import ImageReadMode, decode_jpeg
 
     view_size(data, where)
     try:
@@ -176,7 +189,7 @@ class ShardSet:
         return frozenset(names)
 
     def chosen_views(self, index: int, choose: Callable[[int], Iterable[int]],
-                     handler: ErrorHandler = wds.reraise_exception,
+                     handler: ErrorHandler = reraise,
                      check_sha256: bool = False) -> Iterator[ChosenViews]:
         """The groups of shard ``index`` in anchor order, each with only the views
         ``choose(anchor)`` names and its class; its other members are skipped unread (unless

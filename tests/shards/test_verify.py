@@ -13,8 +13,8 @@ from shards.schema import MANIFEST_NAME
 from shards.verify import verify_set
 from tests.cli import assert_clean_failure, run_module
 from tests.shards.hostile import read_members, replace_member
-from tests.shards.helpers import (rename_anchor, synthetic_group, synthetic_recipe, write_set,
-                                  write_synthetic_set)
+from tests.shards.helpers import (break_first_view, rename_anchor, synthetic_group, synthetic_recipe, truncate_shard,
+                                  write_set, write_synthetic_set)
 
 
 @pytest.fixture
@@ -147,3 +147,55 @@ def test_a_view_whose_body_does_not_decode_is_named_unless_only_headers_are_chec
     assert [problem.shard for problem in report.problems] == ["shard-000001.tar"]
     assert "sample 0000000002 view 1 is not a decodable JPEG" in report.problems[0].message
     assert verify_set(intact, decode=False).intact  # headers alone cannot tell
+
+
+@pytest.fixture
+def two_damaged(tmp_path: Path) -> Path:
+    """Five shards, the second cut short and the fourth with a view that does not decode (its hash
+    re-computed, so that only decoding tells)."""
+    write_synthetic_set(tmp_path / "set", groups=10, views=2, latent_dim=4, groups_per_shard=2)
+    truncate_shard(tmp_path / "set" / "shard-000001.tar")
+    jpeg = dict(read_members(tmp_path / "set" / "shard-000003.tar"))["0000000006.1.jpg"]
+    replace_member(tmp_path / "set", 3, "0000000006.1.jpg", jpeg[:jpeg.index(b"\xff\xda") + 20])
+    return tmp_path / "set"
+
+
+@pytest.mark.parametrize("decode", ["--decode", "--no-decode"])
+def test_two_workers_report_what_one_reports(two_damaged: Path, decode: str):
+    one, two = (CliRunner().invoke(cli, ["verify", str(two_damaged), decode, "--no-progress", "--workers", workers])
+                for workers in ("1", "2"))
+
+    assert (one.exit_code, one.stdout, one.stderr) == (two.exit_code, two.stdout, two.stderr)
+    assert one.exit_code == 1 and "Traceback" not in one.output
+    named = [line.split(":")[0] for line in one.stdout.splitlines()]
+    if decode == "--decode":
+        assert named == ["shard shard-000001.tar", "shard shard-000003.tar"]
+        assert "2 of 5 shards" in one.stderr
+    else:  # headers alone cannot tell the second problem
+        assert named == ["shard shard-000001.tar"]
+
+
+def test_every_damaged_shard_is_reported_whatever_fails_first(intact: Path):
+    break_first_view(intact / "shard-000000.tar")
+    (intact / "shard-000002.tar").unlink()
+
+    report = verify_set(intact, workers=2)
+
+    assert [problem.shard for problem in report.problems] == ["shard-000000.tar", "shard-000002.tar"]
+
+
+def test_progress_counts_groups_and_no_progress_draws_nothing(intact: Path):
+    shown = CliRunner().invoke(cli, ["verify", str(intact), "--workers", "2"])
+    quiet = CliRunner().invoke(cli, ["verify", str(intact), "--workers", "2", "--no-progress"])
+
+    assert shown.exit_code == quiet.exit_code == 0 and shown.stdout == quiet.stdout
+    assert "verify:" in shown.stderr and "6/6" in shown.stderr and "group/s" in shown.stderr
+    assert quiet.stderr == ""
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_workers_below_one_are_refused_in_one_sentence(intact: Path, workers: str):
+    result = CliRunner().invoke(cli, ["verify", str(intact), "--workers", workers])
+
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"Invalid value for '--workers': {workers} is not in the range x>=1." in result.stderr
