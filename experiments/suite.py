@@ -87,7 +87,7 @@ def summarise(name: str, report: dict[str, Any], color_augment: bool, minutes: f
               help="Conditions of every experiment (see python -m experiments.views --help); none must be one.")
 @click.option("--seeds", default="0,1,2", help="Training seeds of every experiment.")
 @click.option("--steps", type=click.IntRange(1), default=100, help="Training steps of every condition.")
-@click.option("--fit-steps", type=click.IntRange(1), default=800, help="GAN fitting steps.")
+@click.option("--fit-steps", type=click.IntRange(1), default=600, help="GAN fitting steps.")
 @click.option("--sigma", default="0.25,0.5,1.0", help="Sigma candidates, chosen per dataset on its validation split.")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0,
               help="Multiplies the training and fitting steps (e.g. 8 on a GPU).")

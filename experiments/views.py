@@ -116,7 +116,7 @@ def conditions(sigma: float, sweep: tuple[float, ...]) -> dict[str, Condition]:
     return named
 
 
-DEFAULT_CONDITIONS = ("random", "none", "gaussian", "supcon", "real", "none-x4", "gaussian-x4")
+DEFAULT_CONDITIONS = ("random", "none", "gaussian", "real", "none-x4", "gaussian-x4")
 
 
 @dataclass(frozen=True)
@@ -496,7 +496,7 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
 @click.option("--batch-size", type=click.IntRange(2), default=64,
               help="Training batch of every condition, in groups of two views; K-view conditions take 2/K as "
                    "many groups, so every condition sees the same images per step.")
-@click.option("--fit-steps", type=click.IntRange(1), default=800, help="GAN fitting steps (x --scale).")
+@click.option("--fit-steps", type=click.IntRange(1), default=600, help="GAN fitting steps (x --scale).")
 @click.option("--walk-samples", type=click.IntRange(1), default=16000,
               help="Samples that fit the latent walks of the steer conditions (x --scale).")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0,
