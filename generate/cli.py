@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from decimal import Decimal
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import click
 import torch
+from click.core import ParameterSource
 
 from generate.batch_size import auto_batch_size
 from generate.classes import select_classes
@@ -17,18 +19,20 @@ from generate.encoding import JPEG_ENCODERS, choose_encoder
 from generate.generators import DEFAULT_GENERATOR, GeneratorOptions, make_generator
 from generate.generators.base import PRECISIONS
 from generate.generators.runtime import default_precision, precision_of
-from generate.job import JobConfig, Partition, run_job
+from generate.job import JobConfig, Partition, build_recipe, run_job
+from generate.like import Settings, check_recipe, check_weights, compare_rows, read_source, settings_of, shard_selection
 from generate.sampling import VIEW_METHODS, Steering, ViewSpec
 from generate.walks import Walks, check_generator, load_walks, parse_names, parse_ranges
 from common import commands
 from common.console import exit_with, reports_errors
 from common.numbers import seed_range
+from shards.manifest import read_record
 from shards.schema import KEY_DIGITS
 
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6}
 # Options that may differ between the processes writing one set and do not change its content.
-_NOT_RECORDED = ("--shard-index", "--num-shards", "--batch-size", "--device", "--jpeg-encoder")
+_NOT_RECORDED = ("--shard-index", "--num-shards", "--shards", "--batch-size", "--device", "--jpeg-encoder")
 _NOT_RECORDED_FLAGS = ("--progress", "--no-progress", "--channels-last", "--cudnn-benchmark", "--compile")
 # Bounds on numbers, so that a typo is refused in one sentence instead of failing hours later.
 MAX_ANCHORS = 10**KEY_DIGITS  # anchors 0 .. 10^10 - 1 have 10-digit keys
@@ -37,6 +41,10 @@ MAX_GROUPS_PER_SHARD = 100_000  # a shard's latents are drawn, and its tar writt
 MAX_VIEWS = 1000  # a group's views are held together; readers refuse more than 1024 by default
 MAX_BATCH_SIZE = 4096
 MAX_LATENT_SCALE = 100.0  # --sigma and --truncation: latents are standard normals truncated to [-2, 2]
+# The options that decide a set's content: --like reads them all from the manifest instead.
+RECIPE_OPTIONS = ("generator", "n_anchors", "views", "view_method", "sigma", "steer_range", "steer_directions",
+                  "preserve_norm", "truncation", "classes", "seed", "image_size", "quality", "groups_per_shard",
+                  "precision")
 
 
 class CountType(click.ParamType):
@@ -133,13 +141,55 @@ def steering(walks: Walks, ranges: tuple[str, ...], directions: str | None) -> S
                     walks_method=walks.method)
 
 
+def refuse_recipe_options(context: click.Context) -> None:
+    """--like takes every content setting from the manifest: one given as well is a mistake."""
+    given = [parameter.opts[0] for parameter in context.command.params
+             if parameter.name in RECIPE_OPTIONS
+             and context.get_parameter_source(parameter.name) is ParameterSource.COMMANDLINE]
+    if given:
+        exit_with(f"--like takes every setting that decides a set's content from its manifest; drop "
+                  f"{', '.join(given)}.")
+
+
+def settings_from_options(generator: str, n_anchors: int, views: int | None, view_method: str, sigma: float,
+                          walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
+                          preserve_norm: bool, truncation: float, classes: str | None, seed: int,
+                          image_size: int | None, quality: int, groups_per_shard: int,
+                          precision: str | None) -> Settings:
+    """The content settings as the flags give them, refused in one sentence before weights load."""
+    check_shard_count(n_anchors, groups_per_shard)
+    if (steer_range or steer_directions) and walks is None:
+        exit_with("--steer-range and --steer-directions choose among the walks of --walks FILE; give it.")
+    loaded = load_walks(walks) if walks is not None else None
+    view_spec = ViewSpec(method=view_method,
+                         views=views if views is not None else (1 if view_method == "none" else 4),
+                         sigma=sigma, truncation=truncation, preserve_norm=preserve_norm,
+                         steering=steering(loaded, steer_range, steer_directions) if loaded else None)
+    view_spec.check(conditional=True)  # settings errors before any weights are loaded
+    check_latent_scales(sigma, truncation)
+    return Settings(generator=generator, n_anchors=n_anchors, views=view_spec, classes=classes, seed=seed,
+                    image_size=image_size, quality=quality, groups_per_shard=groups_per_shard,
+                    precision=precision, walks=loaded)
+
+
+def report_differences(source: dict, out: Path, shards: list[int]) -> None:
+    """Say which rendered shards differ from the manifest's bytes, and on which stacks, and fail."""
+    records = {index: record for index in shards if (record := read_record(out, index)) is not None}
+    differing = compare_rows(source, records)
+    if differing:
+        there = source.get("provenance", {}).get("torch_version", "?")
+        exit_with(f"{len(differing)} of {len(records)} shards rendered here ({', '.join(differing[:5])}) differ "
+                  f"from the sha256 in the manifest: the set was made with torch {there}, this is torch "
+                  f"{torch.__version__}, and another stack renders other pixels.", 1)
+
+
 @commands.command()
 @click.option("--generator", default=DEFAULT_GENERATOR,
               help="Registered generator (deadleaves, biggan-deep-128/256/512) or package.module:factory.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Folder with config.json and pytorch_model.bin (BigGAN); default: the package cache.")
-@click.option("--n-anchors", type=CountType(), required=True,
-              help="Number of anchor groups to render, e.g. 2000, 130k, 1.3M.")
+@click.option("--n-anchors", type=CountType(), default=None,
+              help="Number of anchor groups to render, e.g. 2000, 130k, 1.3M (required unless --like).")
 @click.option("--views", type=click.IntRange(1, MAX_VIEWS), default=None,
               help="Images per group, the anchor included [default: 4, or 1 with --view-method none].")
 @click.option("--view-method", type=click.Choice(VIEW_METHODS), default="gaussian",
@@ -184,6 +234,13 @@ def steering(walks: Walks, ranges: tuple[str, ...], directions: str | None) -> S
               help="torch.compile the generator (CUDA; the first batches wait for the compiler).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Output folder of the shard set; re-running the same command resumes it.")
+@click.option("--like", default=None, metavar="SET_OR_MANIFEST",
+              help="Render the set a manifest describes (a set's folder or URL, or its manifest.json) with "
+                   "every content setting from it; --weights and --walks are checked against its sha256s; "
+                   "--out may be a hollow set, which is filled in place [default: none: the flags give "
+                   "every setting].")
+@click.option("--shards", "only_shards", default=None, metavar="0,5,9-12",
+              help="Render only these shards of the set [default: all].")
 @click.option("--shard-index", type=click.IntRange(0, MAX_SHARDS - 1), default=0,
               help="This task's index in a job array (takes shards with index % num-shards == it).")
 @click.option("--num-shards", type=click.IntRange(1, MAX_SHARDS), default=1,
@@ -195,43 +252,56 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
          preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
          quality: int, groups_per_shard: int, batch_size: int | str, device: str,
          precision: str | None, jpeg_encoder: str, channels_last: bool, cudnn_benchmark: bool,
-         compile_network: bool, out: Path, shard_index: int, num_shards: int, progress: bool) -> None:
+         compile_network: bool, out: Path, like: str | None, only_shards: str | None, shard_index: int,
+         num_shards: int, progress: bool) -> None:
     """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""
     partition = choose_partition(shard_index, num_shards)
-    check_shard_count(n_anchors, groups_per_shard)
-    if (steer_range or steer_directions) and walks is None:
-        exit_with("--steer-range and --steer-directions choose among the walks of --walks FILE; give it.")
-    loaded = load_walks(walks) if walks is not None else None
-    view_spec = ViewSpec(method=view_method,
-                         views=views if views is not None else (1 if view_method == "none" else 4),
-                         sigma=sigma, truncation=truncation, preserve_norm=preserve_norm,
-                         steering=steering(loaded, steer_range, steer_directions) if loaded else None)
-    view_spec.check(conditional=True)  # settings errors before any weights are loaded
-    check_latent_scales(sigma, truncation)
+    if like is not None:
+        refuse_recipe_options(click.get_current_context())
+        source = read_source(like)
+        settings = settings_of(source, walks)
+    elif n_anchors is None:
+        exit_with("Give --n-anchors N, or --like SET to render a set again from its manifest.")
+    else:
+        settings = settings_from_options(generator, n_anchors, views, view_method, sigma, walks, steer_range,
+                                         steer_directions, preserve_norm, truncation, classes, seed, image_size,
+                                         quality, groups_per_shard, precision)
     torch_device = choose_device(device)
     encoder = choose_encoder(jpeg_encoder, torch_device)
-    model = make_generator(generator, GeneratorOptions(
-        weights=weights, device=torch_device, truncation=truncation, resolution=image_size,
-        precision=precision or default_precision(torch_device), channels_last=channels_last,
-        cudnn_benchmark=cudnn_benchmark, compile=compile_network))
-    if precision and precision_of(model) != precision:
-        exit_with(f"Generator {generator!r} renders in {precision_of(model)}, not in the {precision} "
-                  "that --precision asks for; drop --precision.")
-    if loaded is not None:
-        check_generator(loaded, generator, model)
-    view_spec.check(conditional=model.num_classes > 0)
-    size = image_size or model.resolution
+    model = make_generator(settings.generator, GeneratorOptions(
+        weights=weights, device=torch_device, truncation=settings.views.truncation,
+        resolution=settings.image_size, precision=settings.precision or default_precision(torch_device),
+        channels_last=channels_last, cudnn_benchmark=cudnn_benchmark, compile=compile_network))
+    if settings.precision and precision_of(model) != settings.precision:
+        exit_with(f"Generator {settings.generator!r} renders in {precision_of(model)}, not in the "
+                  f"{settings.precision} that --precision asks for; drop --precision.")
+    if like is not None:
+        check_weights(source, getattr(model, "weights_sha256", None), weights)
+    if settings.walks is not None:
+        check_generator(settings.walks, settings.generator, model)
+    settings.views.check(conditional=model.num_classes > 0)
+    size = settings.image_size or model.resolution
     if batch_size == "auto":
         batch_size = auto_batch_size(model, size)
         click.echo(f"--batch-size auto: {batch_size} images per batch.", err=True)
-    config = JobConfig(generator=generator, n_anchors=n_anchors, views=view_spec,
-                       classes=select_classes(classes, model.num_classes), seed=seed,
-                       image_size=size, quality=quality, groups_per_shard=groups_per_shard,
-                       batch_size=batch_size, out=out, jpeg_encoder=encoder)
+    chosen = settings.classes
+    config = JobConfig(generator=settings.generator, n_anchors=settings.n_anchors, views=settings.views,
+                       classes=chosen if isinstance(chosen, list) else select_classes(chosen, model.num_classes),
+                       seed=settings.seed, image_size=size, quality=settings.quality,
+                       groups_per_shard=settings.groups_per_shard, batch_size=batch_size, out=out,
+                       jpeg_encoder=encoder)
+    if like is not None:
+        check_recipe(source, build_recipe(model, config))
+    if only_shards is not None:
+        partition = dataclasses.replace(partition, only=shard_selection(only_shards, config.shard_count))
     complete = run_job(model, config, partition, recorded_command(sys.argv[1:]),
                        show_progress=progress)
+    if like is not None:
+        report_differences(source, out, [index for index in range(config.shard_count) if partition.owns(index)])
     if complete:
-        click.echo(f"Shard set complete: {out} ({n_anchors} groups, {config.shard_count} shards).")
+        click.echo(f"Shard set complete: {out} ({settings.n_anchors} groups, {config.shard_count} shards).")
+    elif only_shards is not None:
+        click.echo(f"Shards {only_shards} are written to {out}.")
     else:
         click.echo(f"This process's shards are written to {out}; the manifest follows when the "
                    "other processes finish.")

@@ -68,13 +68,14 @@ class JobConfig:
 
 @dataclass(frozen=True)
 class Partition:
-    """Which shards this process writes: those with index % count == index."""
+    """Which shards this process writes: those with index % count == index, among ``only`` when given."""
 
     index: int = 0
     count: int = 1
+    only: frozenset[int] | None = None  # the shards asked for (generate --like --shards); None: all
 
     def owns(self, shard: int) -> bool:
-        return shard % self.count == self.index
+        return shard % self.count == self.index and (self.only is None or shard in self.only)
 
 
 def build_recipe(generator: Generator, config: JobConfig) -> dict[str, Any]:

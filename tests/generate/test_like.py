@@ -1,0 +1,66 @@
+"""``python -m generate --like``: a set rendered again from its manifest alone, byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from generate.cli import main as generate_main
+from generate.generators.cgan import WEIGHTS_FILE
+from tests.cli import assert_clean_failure, run_in_process, tree_digest
+from tests.generate.test_job import generate
+from tests.generate.test_views_are_renders import random_cgan
+
+SMALL = ["--n-anchors", 6, "--views", 2, "--sigma", 0.5, "--truncation", 0.7, "--image-size", 16,
+         "--groups-per-shard", 2, "--seed", 3]
+
+
+def shard_files(digest: dict[str, str]) -> dict[str, str]:
+    """Shards and records: the files that regeneration must reproduce byte for byte."""
+    return {name: sha for name, sha in digest.items() if name.startswith("shard-")}
+
+
+@pytest.mark.parametrize("name", ["deadleaves", "cgan", "biggan-deep-128"])
+def test_a_set_rendered_from_its_manifest_has_the_same_bytes(name, tmp_path, tiny_biggan_weights):
+    weights = {"deadleaves": None, "cgan": random_cgan(tmp_path / "cgan"), "biggan-deep-128": tiny_biggan_weights}[name]
+    weights_flag = ["--weights", weights] if weights else []
+    generate(tmp_path / "set", "--generator", name, *weights_flag, *SMALL)
+    generate(tmp_path / "again", "--like", tmp_path / "set", *weights_flag)
+    original = shard_files(tree_digest(tmp_path / "set"))
+    assert len(original) == 6 and shard_files(tree_digest(tmp_path / "again")) == original
+    # Some shards only, from the manifest file itself.
+    generate(tmp_path / "some", "--like", tmp_path / "set" / "manifest.json", *weights_flag, "--shards", "0,2")
+    some = tree_digest(tmp_path / "some")
+    assert "manifest.json" not in some
+    assert some == {name: original[name] for name in some} and len(some) == 4
+
+
+def test_other_weights_are_refused_naming_both_hashes(tmp_path):
+    weights = random_cgan(tmp_path / "cgan")
+    generate(tmp_path / "set", "--generator", "cgan", "--weights", weights, *SMALL)
+    recorded = json.loads((tmp_path / "set" / "manifest.json").read_text())["generator"]["weights_sha256"]
+    state = torch.load(weights / WEIGHTS_FILE, weights_only=True)
+    next(iter(state.values())).add_(1.0)
+    torch.save(state, weights / WEIGHTS_FILE)
+    result = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "set", "--weights",
+                            weights, "--out", tmp_path / "again", "--no-progress")
+    assert_clean_failure(result, f"made with weights of sha256 {recorded}", "have sha256 ")
+    assert not (tmp_path / "again").exists()
+
+
+def test_like_refuses_content_flags_and_foreign_manifests(tmp_path):
+    generate(tmp_path / "set", *SMALL)
+    given = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "set", "--seed", 4,
+                           "--out", tmp_path / "again")
+    assert_clean_failure(given, "drop --seed")
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    (tmp_path / "v2.json").write_text(json.dumps({**manifest, "version": 2}))
+    newer = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "v2.json",
+                           "--out", tmp_path / "again")
+    assert_clean_failure(newer, "format version 2")
+    outside = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "set", "--shards", "1,3",
+                             "--out", tmp_path / "again")
+    assert_clean_failure(outside, "--shards names shard 3")
+    assert not (tmp_path / "again").exists()
