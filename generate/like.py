@@ -59,7 +59,7 @@ def read_source(like: str) -> dict[str, Any]:
     manifest = parse_manifest(data, like)
     if manifest["kind"] != "synthetic" or not manifest.get("generator"):
         raise LikeError(f"{like} describes a set of real images, which no generator can render again; "
-                        "copy it with python -m shards copy instead.")
+                        "copy its shards instead.")
     return manifest
 
 

@@ -12,6 +12,7 @@ from common import commands
 from common.console import exit_with, reports_errors
 from common.parallel import usable_cores
 from shards.contact_sheet import make_contact_sheet
+from shards.hollow import write_hollow
 from shards.ingest import ingest_folder
 from shards.reader import ShardSet, open_set
 from shards.verify import verify_set
@@ -99,6 +100,20 @@ def ingest(folder: Path, out: Path, image_size: int, quality: int, groups_per_sh
     click.echo(f"{out}: {report.groups} groups of {report.classes} classes in "
                f"{report.shards_written + report.shards_kept} shards ({report.shards_written} written, "
                f"{report.shards_kept} already there); set id {report.set_id}.")
+
+
+@cli.command(short_help="Write a set's manifest and records without its images.",
+             help="Write the hollow copy of a synthetic set into the new folder OUT: its manifest and shard "
+                  "records, kilobytes that travel instead of the images. python -m generate "
+                  "--like OUT --out OUT fills it in place.")
+@click.argument("location", metavar="SET")
+@click.argument("out", type=click.Path(path_type=Path))
+@reports_errors
+def hollow(location: str, out: Path) -> None:
+    report = write_hollow(location, out)
+    click.echo(f"{out}: hollow set of {report.groups} groups in {report.shards} shards, "
+               f"{report.bytes_written:,} bytes instead of {report.bytes_full:,}; fill it with "
+               f"python -m generate --like {out} --out {out}.")
 
 
 def describe(shard_set: ShardSet) -> list[str]:

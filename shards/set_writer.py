@@ -22,11 +22,12 @@ from typing import Any, Callable, Iterable
 
 from common.files import (TEMP_SUFFIX, being_written, make_folder, remove_stale_temporaries,
                           write_json_atomic)
-from shards.manifest import complete_manifest, read_record, recipe_id
+from shards.manifest import complete_manifest, parse_manifest, read_record, recipe_id
 from shards.schema import MANIFEST_NAME, RECORD_PATTERN, ShardSetError, shard_anchors, shard_name
 from shards.writer import ShardWriter
 
-_SET_FILE = re.compile(r"^(manifest\.json|shard-\d{6}\.(tar|json))(\.[0-9a-f]{8})?$")
+# A set's files: manifest, shards and records, and the dataset card (README.md, croissant.json).
+_SET_FILE = re.compile(r"^(manifest\.json|README\.md|croissant\.json|shard-\d{6}\.(tar|json))(\.[0-9a-f]{8})?$")
 WAIT_POLL_SECONDS = 0.5
 
 
@@ -44,8 +45,11 @@ class SetWriter:
         self.extra = extra
         self.set_id = recipe_id(recipe)
         self.spans = shard_anchors(recipe["groups"], recipe["groups_per_shard"])
-        # Complete: a manifest of this set and every shard in place (a damaged set is resumed).
-        self.complete = self._check_destination() and not self.missing()
+        # A manifest of this set already there (a hollow or damaged set) is kept, and every shard
+        # written must have the sha256 it records.
+        self.has_manifest = self._check_destination()
+        self.expected = _recorded_sha256(self.out / MANIFEST_NAME) if self.has_manifest else {}
+        self.complete = self.has_manifest and not self.missing()
         if not self.complete:
             make_folder(self.out)
             remove_stale_temporaries(self.out)
@@ -70,7 +74,8 @@ class SetWriter:
         if self.is_committed(index) or being_written(self.out, shard_name(index)):
             return None
         later = sum(len(span) for span in self.spans[index + 1:])
-        return ShardWriter(self.out, index, self.set_id, self.spans[index], groups_after=later)
+        return ShardWriter(self.out, index, self.set_id, self.spans[index], groups_after=later,
+                           expected_sha256=self.expected.get(shard_name(index)))
 
     def wait_for(self, indices: Iterable[int]) -> list[int]:
         """Block while other processes write these shards; returns those left unwritten (their writer died)."""
@@ -90,9 +95,10 @@ class SetWriter:
             return True
         if self.missing():
             return False
-        records = [read_record(self.out, index) for index in range(self.shard_count)]
-        write_json_atomic(self.out / MANIFEST_NAME, complete_manifest(self.recipe, records, command,
-                                                                       self.extra))
+        if not self.has_manifest:
+            records = [read_record(self.out, index) for index in range(self.shard_count)]
+            write_json_atomic(self.out / MANIFEST_NAME, complete_manifest(self.recipe, records, command,
+                                                                           self.extra))
         remove_stale_temporaries(self.out)
         self.complete = True
         return True
@@ -131,3 +137,8 @@ def _manifest_set_id(path: Path) -> str | None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ShardSetError(f"{path} is unreadable; choose another output folder.") from None
     return manifest.get("set_id") if isinstance(manifest, dict) else None
+
+
+def _recorded_sha256(path: Path) -> dict[str, str]:
+    """Shard name -> sha256 from the manifest already in the folder, checked as readers check it."""
+    return {row["name"]: row["sha256"] for row in parse_manifest(path.read_bytes(), str(path))["shards"]}

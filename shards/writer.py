@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import AtomicFile, write_json_atomic
-from shards.schema import Group, record_name, shard_name
+from shards.schema import Group, ShardSetError, record_name, shard_name
 
 
 class _HashingFile:
@@ -39,13 +39,16 @@ class ShardWriter:
 
     ``anchors`` are the groups the shard must hold, so a shard is never committed short or with
     foreign groups. ``groups_after`` (the set's groups still to write after this shard) only sizes
-    the estimate of space needed that a full disk reports.
+    the estimate of space needed that a full disk reports. ``expected_sha256`` (a hollow set's
+    record) refuses to commit other bytes than the shard the manifest describes.
     """
 
-    def __init__(self, directory: Path, index: int, set_id: str, anchors: range, groups_after: int = 0):
+    def __init__(self, directory: Path, index: int, set_id: str, anchors: range, groups_after: int = 0,
+                 expected_sha256: str | None = None):
         self.directory = Path(directory)
         self.index = index
         self.set_id = set_id
+        self.expected_sha256 = expected_sha256
         self.planned = anchors
         self.groups_after = groups_after
         self.anchors: list[int] = []
@@ -72,12 +75,18 @@ class ShardWriter:
         if len(self.anchors) != len(self.planned):
             raise ValueError(f"shard {self.index} holds {len(self.anchors)} of {len(self.planned)} groups")
         self._tar.close()
+        sha256 = self._hashing.sha256.hexdigest()
+        if self.expected_sha256 is not None and sha256 != self.expected_sha256:
+            self._file.discard()
+            raise ShardSetError(f"{shard_name(self.index)} came out with sha256 {sha256}, but the set's "
+                                f"manifest records {self.expected_sha256}: this software stack renders "
+                                "other bytes than the one that made the set, so the shard is not kept.")
         self._file.commit()
         record = {
             "name": shard_name(self.index),
             "groups": len(self.anchors),
             "bytes": self._file.size,
-            "sha256": self._hashing.sha256.hexdigest(),
+            "sha256": sha256,
             "first_anchor": self.anchors[0],
             "last_anchor": self.anchors[-1],
             "set_id": self.set_id,

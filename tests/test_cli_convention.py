@@ -23,8 +23,8 @@ from tests.cli import REPO, cli_env
 from tests.shards.helpers import write_photo, write_synthetic_set
 
 PACKAGES = ("common", "shards", "generate", "train", "evaluate", "experiments")
-DRAW_NO_PROGRESS = {"python -m shards", "python -m shards info", "python -m shards show", "python -m evaluate",
-                    "python -m evaluate report", "python -m experiments.silhouettes"}
+DRAW_NO_PROGRESS = {"python -m shards", "python -m shards info", "python -m shards show", "python -m shards hollow",
+                    "python -m evaluate", "python -m evaluate report", "python -m experiments.silhouettes"}
 
 
 def entry_points() -> dict[str, str]:
