@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,16 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *fragments: str) -
     assert "Traceback" not in result.stderr, result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
+
+
+def kill_every_process_of(run: Path) -> None:
+    """SIGKILL every process whose command line names the run folder (the agent, ranks, loaders)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(run).encode() in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass  # it ended meanwhile
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

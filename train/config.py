@@ -24,8 +24,8 @@ MAX_PROJECTION_DIM = 16384
 # gpu_augment is one: it draws the same augmentation parameters from the same seed and changes only
 # where views are decoded and resampled (pixels within 1 level of 255 on a CPU, a few on CUDA), as
 # a machine with another device might; so a run may resume with or without it.
-OPERATIONAL = frozenset({"config", "resume", "workers", "gpu_augment", "log_every", "save_every", "out",
-                         "progress", "skip_corrupt", "allow_pipe"})
+OPERATIONAL = frozenset({"config", "resume", "workers", "gpu_augment", "log_every", "save_every",
+                         "save_every_steps", "out", "progress", "skip_corrupt", "allow_pipe"})
 
 
 class OptionsError(UserError):
@@ -153,6 +153,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--save-every", type=WholeNumberRange(0), default=0,
                      help="Also keep epoch-NNNN.pt every N epochs (0: never); last.pt is written at every "
                           "epoch's end and at the last step."),
+        click.option("--save-every-steps", type=WholeNumberRange(0), default=0,
+                     help="Also write last.pt every N steps, inside epochs, with the loader's position, so a "
+                          "killed run resumes at that step (0: only at epochs' ends)."),
         click.option("--log-every", type=WholeNumberRange(1), default=10,
                      help="Steps between lines of metrics.jsonl (also one at every epoch's end and the last step)."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt."),

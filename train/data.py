@@ -173,8 +173,8 @@ def worker_position() -> tuple[int, int]:
 
 
 class TrainStream(IterableDataset):
-    """Each worker's endless batches, from the epoch that TrainLoader puts in ``epoch_cell`` (shared
-    memory, so persistent workers see it) before it starts them iterating."""
+    """Each worker's endless batches, from the epoch and batch that TrainLoader puts in ``epoch_cell``
+    and ``start_cell`` (shared memory, so persistent workers see them) before it starts them iterating."""
 
     def __init__(self, sources: Sequence[DataSource], *, batch_size: int, steps_per_epoch: int, views: int,
                  augment: AugmentConfig, seed: int, rank: int, world_size: int, skip_corrupt: bool,
@@ -194,22 +194,28 @@ class TrainStream(IterableDataset):
         self.hashed: set[tuple[int, int]] = set()  # (set, shard) whose sha256 this process checked
         self.damaged: set[tuple[int, int]] = set()  # (set, shard) found damaged: skipped from then on
         self.epoch_cell = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.start_cell = torch.zeros((), dtype=torch.int64).share_memory_()  # batches of it already taken
 
     def __iter__(self) -> Iterator[Batch | EncodedBatch | StreamFailure]:
-        """Batches from the epoch in ``epoch_cell`` on, moving to the next epoch by itself.
+        """Batches from batch ``start_cell`` of the epoch in ``epoch_cell`` on, moving to the next
+        epoch by itself.
 
         The DataLoader takes batches from its N workers in turn, so this worker makes batches
-        w, w + N, w + 2N, ... counted from here. In each epoch it plays the part of the worker that
-        makes that epoch's batches p, p + N, ... (p = its first position in the epoch mod N), so an
-        epoch holds the same batches whether it follows another or starts a resumed run."""
+        start + w, start + w + N, ... counted from the epoch's first. In each epoch it plays the part
+        of the worker that makes that epoch's batches p, p + N, ... (p = its first position in the
+        epoch mod N), so an epoch holds the same batches whether it follows another or starts a
+        resumed run. A run resumed inside an epoch replays the batches its part made before
+        ``start`` and drops them: the rest of the epoch is what the killed run would have seen."""
         first_epoch = int(self.epoch_cell)
         worker, num_workers = worker_position()
-        index = worker
+        index = int(self.start_cell) + worker
         try:
             while True:
                 epoch = first_epoch + index // self.steps_per_epoch
-                part = index % self.steps_per_epoch % num_workers
-                for batch in self.epoch_batches(epoch, part, num_workers):
+                position = index % self.steps_per_epoch
+                replayed = position // num_workers
+                batches = self.epoch_batches(epoch, position % num_workers, num_workers, replayed)
+                for batch in itertools.islice(batches, replayed, None):
                     yield batch
                     index += num_workers
                     if first_epoch + index // self.steps_per_epoch != epoch:
@@ -217,8 +223,10 @@ class TrainStream(IterableDataset):
         except CorruptSampleError as error:
             yield StreamFailure(str(error))
 
-    def epoch_batches(self, epoch: int, part: int, num_workers: int) -> Iterator[Batch | EncodedBatch]:
-        """Endless batches of one epoch for one of its ``num_workers`` interleaved parts."""
+    def epoch_batches(self, epoch: int, part: int, num_workers: int,
+                      replayed: int = 0) -> Iterator[Batch | EncodedBatch]:
+        """Endless batches of one epoch for one of its ``num_workers`` interleaved parts; the first
+        ``replayed`` ones only draw their randomness (a resumed run drops them)."""
         rng = np.random.default_rng([self.seed, epoch, self.rank, part])
         if get_worker_info() is not None:  # in the main process the loop owns torch's generator
             torch.manual_seed(int(rng.integers(2**63)))
@@ -228,7 +236,7 @@ class TrainStream(IterableDataset):
         return iter(wds.DataPipeline(
             functools.partial(self.mixed_groups, epoch, part, num_workers, rng),
             wds.shuffle(buffer, buffer, rng=random.Random(int(rng.integers(2**63)))),
-            self.samples,
+            functools.partial(self.samples, replayed * self.batch_size),
             wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
         ))
 
@@ -282,10 +290,13 @@ class TrainStream(IterableDataset):
             for index in rng.choice(len(streams), size=MIX_DRAWS, p=probabilities).tolist():
                 yield next(streams[index])
 
-    def samples(self, groups: Iterator[tuple[int, ChosenViews]]
+    def samples(self, replayed: int, groups: Iterator[tuple[int, ChosenViews]]
                 ) -> Iterator[tuple[torch.Tensor | EncodedViews, int, int]]:
-        views_of = self.encoded_views if self.gpu_augment else self.augmented_views
+        """The first ``replayed`` samples, which a resumed run drops, are only drawn, not decoded:
+        ``encoded_views`` draws the same parameters from each JPEG's header."""
+        made = 0
         for set_index, group in groups:
+            views_of = self.encoded_views if self.gpu_augment or made < replayed else self.augmented_views
             try:
                 views = views_of(group)
             except CorruptSampleError as error:
@@ -293,6 +304,7 @@ class TrainStream(IterableDataset):
                 continue
             label = group.label if group.label is not None else UNLABELLED
             yield views, set_index * GROUP_ID_STRIDE + group.anchor, label
+            made += 1
 
     def augmented_views(self, group: ChosenViews) -> torch.Tensor:
         """uint8 [M, 3, S, S]: every chosen view decoded (each once), then each augmented."""
@@ -312,7 +324,7 @@ class TrainStream(IterableDataset):
         views, group_ids, labels = zip(*samples)
         group_ids = torch.tensor(group_ids, dtype=torch.int64)
         labels = torch.tensor(labels, dtype=torch.int64)
-        if self.gpu_augment:
+        if isinstance(views[0], EncodedViews):
             return EncodedBatch.collate(views, group_ids, labels, self.policy.take_skipped())
         return Batch(torch.stack(views), group_ids, labels, self.policy.take_skipped())
 
@@ -380,14 +392,18 @@ class TrainLoader:
     def __len__(self) -> int:
         return self.steps_per_epoch
 
-    def epoch(self, epoch: int) -> Iterator[Batch | EncodedBatch]:
-        """The batches of one epoch (EncodedBatch under --gpu-augment); raises CorruptSampleError
-        naming the shard on corrupt data (unless the loader skips it)."""
-        if self._batches is None or self._next_epoch != epoch:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch | EncodedBatch]:
+        """The batches of one epoch from batch ``start`` on (a run resumed inside the epoch), as
+        EncodedBatch under --gpu-augment; raises CorruptSampleError naming the shard on corrupt data
+        (unless the loader skips it)."""
+        if not 0 <= start < self.steps_per_epoch:
+            raise ValueError(f"batch {start} is not within an epoch of {self.steps_per_epoch}")
+        if self._batches is None or self._next_epoch != epoch or start:
             self.stream.epoch_cell.fill_(epoch)
+            self.stream.start_cell.fill_(start)
             self._batches = iter(self.dataloader)
         self._next_epoch = None  # until this epoch is taken whole
-        for _ in range(self.steps_per_epoch):
+        for _ in range(start, self.steps_per_epoch):
             batch = next(self._batches)
             if isinstance(batch, StreamFailure):
                 raise CorruptSampleError(batch.message)

@@ -3,7 +3,8 @@
 ``python train/main.py ...`` runs the same code in one process. One readable loop; distributed
 set-up, logging and checkpoints live in small helpers (train/distributed.py, train/checkpoint.py).
 The run folder holds config.yaml (the resolved options and schedule), provenance.json,
-metrics.jsonl, last.pt (written at every epoch's end and at the last step) and, with --save-every,
+metrics.jsonl, last.pt (written at every epoch's end, at the last step and, with --save-every-steps,
+inside epochs: a run resumes at its step, see README "Preemption and resume") and, with --save-every,
 epoch-NNNN.pt. A run lasts --epochs whole epochs or --steps steps (whole epochs, the last one cut
 at the step); the learning rate warms up linearly over --warmup, then follows a cosine to 0.
 """
@@ -96,6 +97,13 @@ def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
     if changed:
         raise RunError(f"--resume: {out} was trained with other settings ({', '.join(changed)} "
                        "differ); resume with the same options or choose another --out.")
+    # Each worker's part of an epoch depends on the worker count: inside an epoch, only the same
+    # count replays the rest of it.
+    schedule = Schedule(**config["schedule"])
+    inside_epoch = state["step"] % schedule.steps_per_epoch and state["step"] < schedule.total_steps
+    if inside_epoch and state["config"]["workers"] != config["workers"]:
+        raise RunError(f"--resume: {out} stopped inside an epoch with --workers {state['config']['workers']}; "
+                       "resume with the same --workers to replay the rest of that epoch.")
     return state
 
 
@@ -128,6 +136,26 @@ def autocast(config: dict[str, Any], device: torch.device) -> contextlib.Abstrac
     if bf16 and device.type != "cuda":
         raise RunError("--precision bf16 needs a CUDA device; use fp32 on CPU.")
     return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def rng_states(device: torch.device) -> torch.Tensor:
+    """Every rank's generator state (CPU, then CUDA where it trains), one row per rank: the training
+    process's randomness (dropout, drop-path; the views under --workers 0) at a checkpoint."""
+    state = torch.get_rng_state()
+    if device.type == "cuda":
+        state = torch.cat([state, torch.cuda.get_rng_state(device)])
+    return distributed.all_gather_no_grad(state.to(device)[None]).cpu()
+
+
+def restore_rng(resume_state: dict[str, Any], rank: int, device: torch.device) -> None:
+    """The generator state that this rank saved (none in checkpoints of older versions)."""
+    if "rng" not in resume_state:
+        return
+    # set_rng_state reads a tensor's storage from its start: copies, not views into the table
+    state, cpu_bytes = resume_state["rng"][rank % len(resume_state["rng"])], torch.get_rng_state().numel()
+    torch.set_rng_state(state[:cpu_bytes].clone())
+    if device.type == "cuda" and len(state) > cpu_bytes:
+        torch.cuda.set_rng_state(state[cpu_bytes:].clone(), device)
 
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, *,
@@ -190,6 +218,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     if resume_state:
         optimizer.load_state_dict(resume_state["optimizer"])
         start_epoch, step = resume_state["epoch"], resume_state["step"]
+        restore_rng(resume_state, dist_info.rank, device)
     saved_step = step if resume_state else None  # the step last.pt holds, named if the loss diverges
     # Steps whose loss was nan or inf since the last logged step: counted on the device, without a
     # sync per step, and checked at every logged step, which comes before every checkpoint.
@@ -209,7 +238,8 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
         ddp_model.train()
         window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
         wait_start = time.perf_counter()
-        for batch in loader.epoch(epoch):
+        # step - epoch * steps_per_epoch is 0 but in a run resumed inside this epoch
+        for batch in loader.epoch(epoch, start=step - epoch * steps_per_epoch):
             if device_augment:  # input preparation, so its time counts as waiting for data
                 batch = device_augment(batch)
             data_wait += time.perf_counter() - wait_start
@@ -222,7 +252,9 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
             nonfinite += (~torch.isfinite(loss)).float()
             window_images += batch.images.shape[0] * batch.images.shape[1] * world
             skipped += batch.skipped
-            if step % config["log_every"] == 0 or step % steps_per_epoch == 0 or step == total_steps:
+            epoch_end = step % steps_per_epoch == 0 or step == total_steps
+            save = epoch_end or (config["save_every_steps"] and step % config["save_every_steps"] == 0)
+            if step % config["log_every"] == 0 or save:  # a checkpoint comes after the nan check
                 mean_loss, bad_steps = distributed.all_reduce_mean(torch.stack([loss, nonfinite])).tolist()
                 if bad_steps:  # the same reduced value on every rank: all stop together
                     raise diverged_error(checked_step + 1, step, out, saved_step)
@@ -237,17 +269,21 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                 progress.set_postfix(loss=f"{mean_loss:.3f}", images_per_s=f"{record['images_per_s']:.0f}")
                 window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
             progress.update(1)
+            if save:  # at every epoch's end, at the last step, and every --save-every-steps
+                rng = rng_states(device)  # a collective: every rank takes part
+                if dist_info.is_main:
+                    # "epoch" is the one to continue in: the next after an epoch's end, else this one.
+                    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "epoch": epoch + 1 if epoch_end else epoch, "step": step, "config": config,
+                             "rng": rng}
+                    save_checkpoint(out / LAST, state)
+                    if epoch_end and config["save_every"] and (epoch + 1) % config["save_every"] == 0:
+                        save_checkpoint(out / f"epoch-{epoch + 1:04d}.pt", state)
+                saved_step = step
+                distributed.barrier()
             if step == total_steps:  # --steps: the last pass stops here; every rank is at this step
                 break
             wait_start = time.perf_counter()
-        if dist_info.is_main:  # at every epoch's end, and at the last step
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "epoch": epoch + 1, "step": step, "config": config}
-            save_checkpoint(out / LAST, state)
-            if config["save_every"] and (epoch + 1) % config["save_every"] == 0:
-                save_checkpoint(out / f"epoch-{epoch + 1:04d}.pt", state)
-        saved_step = step
-        distributed.barrier()
     progress.close()
     finished = distributed.all_gather_no_grad(torch.tensor([step], device=device)).tolist()
     if finished != [total_steps] * world:

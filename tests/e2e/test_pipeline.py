@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import torch
 from PIL import Image
 
 from evaluate.cli import cli as evaluate_cli
-from tests.cli import REPO, cli_env, run_in_process, run_module
+from tests.cli import REPO, cli_env, kill_every_process_of, run_in_process, run_module
 
 TRAIN = str(REPO / "train" / "main.py")
 CLASSES = {"red_stripes": (200, 40, 40), "green_dots": (40, 180, 60), "blue_checks": (50, 70, 210)}
@@ -44,16 +42,6 @@ def torchrun(*args: object, timeout: float = 600, **popen) -> subprocess.Complet
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                "2", TRAIN, *map(str, args)]
     return subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=timeout)
-
-
-def kill_every_process_of(run: Path) -> None:
-    """SIGKILL every process whose command line names the run folder (the agent, ranks, loaders)."""
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and str(run).encode() in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass  # it ended meanwhile
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

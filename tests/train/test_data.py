@@ -204,6 +204,20 @@ def test_an_epoch_is_the_same_after_another_and_after_a_resume(sets: dict[str, s
     assert not torch.equal(first[0].images, following[0].images)
 
 
+def test_an_epoch_resumed_at_a_batch_is_the_rest_of_that_epoch(sets: dict[str, str]) -> None:
+    """5 batches per epoch over 2 workers, resumed at batch 3 (worker 1's part, its second batch)."""
+    def loader():
+        return build_loader([source(sets["three_views"])], batch_size=8, augment=TINY, num_workers=2, seed=5)
+
+    running = loader()
+    whole, following = epoch_batches(running, 1), epoch_batches(running, 2)
+    resumed = loader()
+    rest = list(resumed.epoch(1, start=3))
+    assert len(rest) == 2
+    for batch, other in zip(whole[3:] + following, rest + epoch_batches(resumed, 2)):
+        assert torch.equal(batch.images, other.images) and torch.equal(batch.group_ids, other.group_ids)
+
+
 def test_weighted_mix_follows_the_weights(sets: dict[str, str]) -> None:
     loader = build_loader([source(sets["big_a"], 3.0), source(sets["big_b"], 1.0)], batch_size=16,
                           augment=TINY, num_workers=0, seed=2)
