@@ -16,7 +16,7 @@ from click.core import ParameterSource
 from generate.batch_size import auto_batch_size
 from generate.classes import select_classes
 from generate.encoding import JPEG_ENCODERS, choose_encoder
-from generate.generators import DEFAULT_GENERATOR, GeneratorOptions, make_generator
+from generate.generators import DEFAULT_GENERATOR, Generator, GeneratorOptions, make_generator
 from generate.generators.base import PRECISIONS
 from generate.generators.runtime import default_precision, precision_of
 from generate.job import JobConfig, Partition, build_recipe, run_job
@@ -172,6 +172,34 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
                     precision=precision, walks=loaded)
 
 
+def build_job(settings: Settings, options: GeneratorOptions, batch_size: int | str, out: Path, encoder: str,
+              source: dict | None = None) -> tuple[Generator, JobConfig]:
+    """The generator and the job of ``settings``; with the ``source`` manifest they are checked to
+    make exactly its set (weights by sha256, then the whole recipe)."""
+    model = make_generator(settings.generator, options)
+    if settings.precision and precision_of(model) != settings.precision:
+        exit_with(f"Generator {settings.generator!r} renders in {precision_of(model)}, not in the "
+                  f"{settings.precision} that --precision asks for; drop --precision.")
+    if source is not None:
+        check_weights(source, getattr(model, "weights_sha256", None), options.weights)
+    if settings.walks is not None:
+        check_generator(settings.walks, settings.generator, model)
+    settings.views.check(conditional=model.num_classes > 0)
+    size = settings.image_size or model.resolution
+    if batch_size == "auto":
+        batch_size = auto_batch_size(model, size)
+        click.echo(f"--batch-size auto: {batch_size} images per batch.", err=True)
+    chosen = settings.classes
+    config = JobConfig(generator=settings.generator, n_anchors=settings.n_anchors, views=settings.views,
+                       classes=chosen if isinstance(chosen, list) else select_classes(chosen, model.num_classes),
+                       seed=settings.seed, image_size=size, quality=settings.quality,
+                       groups_per_shard=settings.groups_per_shard, batch_size=batch_size, out=out,
+                       jpeg_encoder=encoder)
+    if source is not None:
+        check_recipe(source, build_recipe(model, config))
+    return model, config
+
+
 def report_differences(source: dict, out: Path, shards: list[int]) -> None:
     """Say which rendered shards differ from the manifest's bytes, and on which stacks, and fail."""
     records = {index: record for index in shards if (record := read_record(out, index)) is not None}
@@ -256,6 +284,7 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
          num_shards: int, progress: bool) -> None:
     """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""
     partition = choose_partition(shard_index, num_shards)
+    source = None
     if like is not None:
         refuse_recipe_options(click.get_current_context())
         source = read_source(like)
@@ -267,36 +296,16 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
                                          steer_directions, preserve_norm, truncation, classes, seed, image_size,
                                          quality, groups_per_shard, precision)
     torch_device = choose_device(device)
-    encoder = choose_encoder(jpeg_encoder, torch_device)
-    model = make_generator(settings.generator, GeneratorOptions(
+    model, config = build_job(settings, GeneratorOptions(
         weights=weights, device=torch_device, truncation=settings.views.truncation,
         resolution=settings.image_size, precision=settings.precision or default_precision(torch_device),
-        channels_last=channels_last, cudnn_benchmark=cudnn_benchmark, compile=compile_network))
-    if settings.precision and precision_of(model) != settings.precision:
-        exit_with(f"Generator {settings.generator!r} renders in {precision_of(model)}, not in the "
-                  f"{settings.precision} that --precision asks for; drop --precision.")
-    if like is not None:
-        check_weights(source, getattr(model, "weights_sha256", None), weights)
-    if settings.walks is not None:
-        check_generator(settings.walks, settings.generator, model)
-    settings.views.check(conditional=model.num_classes > 0)
-    size = settings.image_size or model.resolution
-    if batch_size == "auto":
-        batch_size = auto_batch_size(model, size)
-        click.echo(f"--batch-size auto: {batch_size} images per batch.", err=True)
-    chosen = settings.classes
-    config = JobConfig(generator=settings.generator, n_anchors=settings.n_anchors, views=settings.views,
-                       classes=chosen if isinstance(chosen, list) else select_classes(chosen, model.num_classes),
-                       seed=settings.seed, image_size=size, quality=settings.quality,
-                       groups_per_shard=settings.groups_per_shard, batch_size=batch_size, out=out,
-                       jpeg_encoder=encoder)
-    if like is not None:
-        check_recipe(source, build_recipe(model, config))
+        channels_last=channels_last, cudnn_benchmark=cudnn_benchmark, compile=compile_network),
+        batch_size, out, choose_encoder(jpeg_encoder, torch_device), source)
     if only_shards is not None:
         partition = dataclasses.replace(partition, only=shard_selection(only_shards, config.shard_count))
     complete = run_job(model, config, partition, recorded_command(sys.argv[1:]),
                        show_progress=progress)
-    if like is not None:
+    if source is not None:
         report_differences(source, out, [index for index in range(config.shard_count) if partition.owns(index)])
     if complete:
         click.echo(f"Shard set complete: {out} ({settings.n_anchors} groups, {config.shard_count} shards).")

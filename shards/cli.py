@@ -15,6 +15,7 @@ from shards.contact_sheet import make_contact_sheet
 from shards.hollow import write_hollow
 from shards.ingest import ingest_folder
 from shards.reader import ShardSet, open_set
+from shards.regenerate import regenerate_groups
 from shards.verify import verify_set
 
 NAMES_SHOWN = 5  # class names and skipped files listed before "and N more"
@@ -48,9 +49,18 @@ def info(location: str, allow_pipe: bool) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes that check shards at once [default: every core this process may use].")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+@click.option("--regenerate", type=click.IntRange(0), default=0,
+              help="Then render this many groups again, spread over the shards, with the manifest's generator, "
+                   "and compare latents and views (python -m generate.verify).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="The generator's weights for --regenerate, checked by sha256 [default: none: the "
+                   "generator's own, or the package cache].")
+@click.option("--walks", type=click.Path(path_type=Path), default=None,
+              help="The walk file for --regenerate of a set of steered views [default: none].")
 @allow_pipe_option
 @reports_errors
-def verify(location: str, decode: bool, workers: int | None, progress: bool, allow_pipe: bool) -> None:
+def verify(location: str, decode: bool, workers: int | None, progress: bool, regenerate: int, weights: Path | None,
+           walks: Path | None, allow_pipe: bool) -> None:
     report = verify_set(location, progress=progress, allow_pipe=allow_pipe, decode=decode,
                         workers=workers or usable_cores())
     for problem in report.problems:
@@ -58,6 +68,8 @@ def verify(location: str, decode: bool, workers: int | None, progress: bool, all
     if not report.intact:
         exit_with(f"{len(report.problems)} of {report.shards} shards of {location} are damaged or missing.", 1)
     click.echo(f"{location} is intact: {report.groups} groups in {report.shards} shards.")
+    if regenerate and (status := regenerate_groups(location, regenerate, weights, walks)):
+        sys.exit(status)
 
 
 @cli.command(short_help="Draw a contact sheet PNG of some groups.",
