@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from evaluate.cli import cli
 from evaluate.features import EvaluationError, Features
 from evaluate.linear import (LOW_LABEL_WEIGHT_DECAY_GRID, LR_GRID, WEIGHT_DECAY_GRID, LowLabelSettings,
-                             ProbeSettings, check_enough_labels, cross_validation_folds, draw_labelled,
+                             ProbeSettings, check_enough_labels, choose_candidate, cross_validation_folds, draw_labelled,
                              evaluate_low_label, stratified_holdout, train_classifiers)
 from tests.cli import assert_clean_failure, run_module
 from tests.evaluate.helpers import CLASSES, write_checkpoint, write_labelled_set
@@ -75,6 +75,16 @@ def test_candidates_trained_together_equal_each_trained_alone():
 
     torch.testing.assert_close(together.scores(vectors)[1], alone.scores(vectors)[0])
     assert not torch.allclose(together.scores(vectors)[0], together.scores(vectors)[1])
+
+
+def test_the_candidate_with_the_best_held_out_accuracy_is_chosen_and_ties_go_to_the_lower_loss():
+    labels = torch.tensor([0, 1, 1, 0])
+    right, wrong = torch.tensor([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [2.0, 0.0]]), torch.zeros(4, 2)
+    wrong[:, 0] = 1.0  # says class 0 everywhere: half right
+    confident = right * 5  # as accurate as ``right``, with a lower loss
+    best, accuracy = choose_candidate(torch.stack([wrong, right, confident]), labels)
+    assert accuracy == [0.5, 1.0, 1.0] and best == 2
+    assert choose_candidate(torch.stack([wrong, right]), labels)[0] == 1
 
 
 def test_classifier_separates_gaussian_blobs():
