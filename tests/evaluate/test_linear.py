@@ -16,7 +16,7 @@ from evaluate.cli import cli
 from evaluate.features import EvaluationError, Features
 from evaluate.linear import (LOW_LABEL_WEIGHT_DECAY_GRID, LR_GRID, WEIGHT_DECAY_GRID, LowLabelSettings,
                              ProbeSettings, check_enough_labels, choose_candidate, cross_validation_folds, draw_labelled,
-                             evaluate_low_label, stratified_holdout, train_classifiers)
+                             evaluate_low_label, standardise, stratified_holdout, train_classifiers)
 from tests.cli import assert_clean_failure, run_module
 from tests.evaluate.helpers import CLASSES, write_checkpoint, write_labelled_set
 
@@ -85,6 +85,15 @@ def test_the_candidate_with_the_best_held_out_accuracy_is_chosen_and_ties_go_to_
     best, accuracy = choose_candidate(torch.stack([wrong, right, confident]), labels)
     assert accuracy == [0.5, 1.0, 1.0] and best == 2
     assert choose_candidate(torch.stack([wrong, right]), labels)[0] == 1
+
+
+def test_features_are_standardised_with_the_statistics_of_the_fitting_rows_alone():
+    fit = torch.randn(200, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 5.0, 0.1]) + 3.0
+    other = fit[:10] + 1.0
+    standard_fit, standard_other = standardise(fit, other)
+    assert torch.allclose(standard_fit.mean(dim=0), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(standard_fit.std(dim=0), torch.ones(3), atol=1e-5)
+    assert torch.allclose(standard_other, standard_fit[:10] + 1.0 / fit.std(dim=0), atol=1e-5)
 
 
 def test_classifier_separates_gaussian_blobs():
