@@ -26,6 +26,7 @@ from generate.walks import Walks, check_generator, load_walks, parse_names, pars
 from common import commands
 from common.console import exit_with, reports_errors
 from common.numbers import seed_range
+from shards.card import UNKNOWN as UNKNOWN_LICENSE
 from shards.manifest import read_record
 from shards.schema import KEY_DIGITS
 
@@ -41,10 +42,10 @@ MAX_GROUPS_PER_SHARD = 100_000  # a shard's latents are drawn, and its tar writt
 MAX_VIEWS = 1000  # a group's views are held together; readers refuse more than 1024 by default
 MAX_BATCH_SIZE = 4096
 MAX_LATENT_SCALE = 100.0  # --sigma and --truncation: latents are standard normals truncated to [-2, 2]
-# The options that decide a set's content: --like reads them all from the manifest instead.
+# The options whose values the manifest records: --like reads them all from it instead.
 RECIPE_OPTIONS = ("generator", "n_anchors", "views", "view_method", "sigma", "steer_range", "steer_directions",
                   "preserve_norm", "truncation", "classes", "seed", "image_size", "quality", "groups_per_shard",
-                  "precision")
+                  "precision", "license", "description")
 
 
 class CountType(click.ParamType):
@@ -155,7 +156,7 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
                           walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
                           preserve_norm: bool, truncation: float, classes: str | None, seed: int,
                           image_size: int | None, quality: int, groups_per_shard: int,
-                          precision: str | None) -> Settings:
+                          precision: str | None, license: str, description: str | None) -> Settings:
     """The content settings as the flags give them, refused in one sentence before weights load."""
     check_shard_count(n_anchors, groups_per_shard)
     if (steer_range or steer_directions) and walks is None:
@@ -169,7 +170,7 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
     check_latent_scales(sigma, truncation)
     return Settings(generator=generator, n_anchors=n_anchors, views=view_spec, classes=classes, seed=seed,
                     image_size=image_size, quality=quality, groups_per_shard=groups_per_shard,
-                    precision=precision, walks=loaded)
+                    precision=precision, walks=loaded, license=license, description=description)
 
 
 def build_job(settings: Settings, options: GeneratorOptions, batch_size: int | str, out: Path, encoder: str,
@@ -194,7 +195,7 @@ def build_job(settings: Settings, options: GeneratorOptions, batch_size: int | s
                        classes=chosen if isinstance(chosen, list) else select_classes(chosen, model.num_classes),
                        seed=settings.seed, image_size=size, quality=settings.quality,
                        groups_per_shard=settings.groups_per_shard, batch_size=batch_size, out=out,
-                       jpeg_encoder=encoder)
+                       jpeg_encoder=encoder, license=settings.license, description=settings.description)
     if source is not None:
         check_recipe(source, build_recipe(model, config))
     return model, config
@@ -262,6 +263,10 @@ def report_differences(source: dict, out: Path, shards: list[int]) -> None:
               help="torch.compile the generator (CUDA; the first batches wait for the compiler).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Output folder of the shard set; re-running the same command resumes it.")
+@click.option("--license", default=UNKNOWN_LICENSE,
+              help="The set's licence for its dataset card, a Hugging Face licence id such as cc-by-4.0.")
+@click.option("--description", default=None,
+              help="A paragraph for the dataset card [default: none: a sentence on how the set was made].")
 @click.option("--like", default=None, metavar="SET_OR_MANIFEST",
               help="Render the set a manifest describes (a set's folder or URL, or its manifest.json) with "
                    "every content setting from it; --weights and --walks are checked against its sha256s; "
@@ -280,7 +285,7 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
          preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
          quality: int, groups_per_shard: int, batch_size: int | str, device: str,
          precision: str | None, jpeg_encoder: str, channels_last: bool, cudnn_benchmark: bool,
-         compile_network: bool, out: Path, like: str | None, only_shards: str | None, shard_index: int,
+         compile_network: bool, out: Path, license: str, description: str | None, like: str | None, only_shards: str | None, shard_index: int,
          num_shards: int, progress: bool) -> None:
     """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""
     partition = choose_partition(shard_index, num_shards)
@@ -294,7 +299,7 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
     else:
         settings = settings_from_options(generator, n_anchors, views, view_method, sigma, walks, steer_range,
                                          steer_directions, preserve_norm, truncation, classes, seed, image_size,
-                                         quality, groups_per_shard, precision)
+                                         quality, groups_per_shard, precision, license, description)
     torch_device = choose_device(device)
     model, config = build_job(settings, GeneratorOptions(
         weights=weights, device=torch_device, truncation=settings.views.truncation,

@@ -30,6 +30,7 @@ from generate.encoding import EncodedBatch, JpegEncoder
 from generate.generators import Generator, GeneratorError, check_images
 from generate.generators.runtime import FULL_PRECISION, precision_of
 from generate.sampling import ViewSpec, anchor_class, sample_group
+from shards.card import UNKNOWN as UNKNOWN_LICENSE, card_facts
 from shards.schema import Group, shard_anchors
 from shards.set_writer import SetWriter
 from shards.writer import ShardWriter
@@ -52,6 +53,8 @@ class JobConfig:
     batch_size: int
     out: Path
     jpeg_encoder: str = "cpu"  # "cpu" or "cuda", see generate.encoding.choose_encoder
+    license: str = UNKNOWN_LICENSE  # the set's, on its dataset card
+    description: str | None = None
 
     @functools.cached_property
     def shards(self) -> list[range]:
@@ -253,7 +256,8 @@ def run_job(generator: Generator, config: JobConfig, partition: Partition, comma
     """Write this process's missing shards, then the manifest if the set is complete.
 
     Returns True when the set is complete (now or already)."""
-    set_writer = SetWriter(config.out, build_recipe(generator, config))
+    set_writer = SetWriter(config.out, build_recipe(generator, config), extra=card_facts(
+        config.license, config.description, getattr(generator, "license", None)))
     todo = set_writer.missing(partition.owns)
     groups = sum(len(config.shard_anchors(shard)) for shard in todo)
     with tqdm(total=groups, unit="group", disable=not show_progress, dynamic_ncols=True,

@@ -16,6 +16,7 @@ from common.errors import UserError
 from generate.generators.runtime import FULL_PRECISION
 from generate.sampling import Steering, ViewSpec
 from generate.walks import Walks, load_walks
+from shards.card import UNKNOWN as UNKNOWN_LICENSE
 from shards.limits import MEMBER_BYTES
 from shards.manifest import parse_manifest, read_manifest_bytes, recipe_id
 from shards.schema import MANIFEST_NAME, ShardSetError
@@ -31,7 +32,7 @@ class LikeError(UserError):
 
 @dataclass(frozen=True)
 class Settings:
-    """The content-deciding settings of ``python -m generate``, from flags or from a manifest."""
+    """The settings of ``python -m generate`` that a manifest records, from flags or from a manifest."""
 
     generator: str
     n_anchors: int
@@ -43,6 +44,8 @@ class Settings:
     groups_per_shard: int
     precision: str | None
     walks: Walks | None
+    license: str  # the set's, for its card
+    description: str | None
 
 
 def read_source(like: str) -> dict[str, Any]:
@@ -74,7 +77,8 @@ def settings_of(manifest: dict[str, Any], walks_path: Path | None) -> Settings:
                     classes=manifest.get("class_subset") or None, seed=manifest["seed"],
                     image_size=manifest["image"]["size"], quality=manifest["image"]["quality"],
                     groups_per_shard=manifest["groups_per_shard"],
-                    precision=generator.get("precision", FULL_PRECISION), walks=walks)
+                    precision=generator.get("precision", FULL_PRECISION), walks=walks,
+                    license=manifest.get("license", UNKNOWN_LICENSE), description=manifest.get("description"))
 
 
 def _recorded_walks(method: dict[str, Any], walks_path: Path | None) -> Walks | None:

@@ -11,6 +11,7 @@ import click
 from common import commands
 from common.console import exit_with, reports_errors
 from common.parallel import usable_cores
+from shards.card import UNKNOWN
 from shards.contact_sheet import make_contact_sheet
 from shards.hollow import write_hollow
 from shards.ingest import ingest_folder
@@ -97,15 +98,21 @@ def show(location: str, groups: int, start: int, out: str, thumb_size: int, allo
 @click.option("--quality", default=95, help="JPEG quality of the re-encoded images.")
 @click.option("--groups-per-shard", default=1000, help="Images per shard file.")
 @click.option("--seed", default=0, help="Seed of the permutation that mixes classes.")
+@click.option("--license", default=UNKNOWN,
+              help="The set's licence for its dataset card, a Hugging Face licence id such as cc-by-4.0 (that of "
+                   "the photos).")
+@click.option("--description", default=None,
+              help="A paragraph for the dataset card [default: none: a sentence on how the set was made].")
 @click.option("--workers", type=int, default=None,
               help="Threads that decode, resize and encode images [default: the CPU count, at most 8].")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars on stderr.")
 @reports_errors
 def ingest(folder: Path, out: Path, image_size: int, quality: int, groups_per_shard: int, seed: int,
-           workers: int | None, progress: bool) -> None:
+           license: str, description: str | None, workers: int | None, progress: bool) -> None:
     report = ingest_folder(folder, out, image_size=image_size, quality=quality,
                            groups_per_shard=groups_per_shard, seed=seed, workers=workers,
-                           command=["python", "-m", "shards", *sys.argv[1:]], progress=progress)
+                           command=["python", "-m", "shards", *sys.argv[1:]], progress=progress,
+                           license=license, description=description)
     if report.skipped:
         click.echo(f"warning: skipped {len(report.skipped)} files that are not readable images: "
                    f"{listing(report.skipped)}.", err=True)
@@ -114,9 +121,9 @@ def ingest(folder: Path, out: Path, image_size: int, quality: int, groups_per_sh
                f"{report.shards_kept} already there); set id {report.set_id}.")
 
 
-@cli.command(short_help="Write a set's manifest and records without its images.",
-             help="Write the hollow copy of a synthetic set into the new folder OUT: its manifest and shard "
-                  "records, kilobytes that travel instead of the images. python -m generate "
+@cli.command(short_help="Write a set's manifest, records and card without its images.",
+             help="Write the hollow copy of a synthetic set into the new folder OUT: its manifest, shard "
+                  "records and dataset card, kilobytes that travel instead of the images. python -m generate "
                   "--like OUT --out OUT fills it in place.")
 @click.argument("location", metavar="SET")
 @click.argument("out", type=click.Path(path_type=Path))

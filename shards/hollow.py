@@ -2,7 +2,7 @@
 
 A hollow set holds the manifest (the same bytes, so its sha256 and set id are the original's),
 every shard's record (rebuilt from the manifest's rows, so a remote set's records need not be
-fetched). ``python -m generate --like OUT --out OUT`` renders the shards
+fetched) and the dataset card. ``python -m generate --like OUT --out OUT`` renders the shards
 into it, shard by shard, and commits only bytes whose sha256 the manifest records.
 """
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.files import make_folder, write_bytes_atomic, write_json_atomic
+from shards.card import write_card
+from shards.croissant import write_croissant
 from shards.manifest import parse_manifest, read_manifest_bytes
 from shards.schema import MANIFEST_NAME, ShardSetError, record_name
 
@@ -35,6 +37,8 @@ def write_hollow(location: str, out: Path) -> HollowReport:
     make_folder(out)
     for index, row in enumerate(manifest["shards"]):
         write_json_atomic(out / record_name(index), {**row, "set_id": manifest["set_id"]})
+    write_card(out, manifest)
+    write_croissant(out, manifest)
     write_bytes_atomic(out / MANIFEST_NAME, data)  # last, as in every set
     return HollowReport(shards=len(manifest["shards"]), groups=manifest["groups"],
                         bytes_written=sum(path.stat().st_size for path in out.iterdir()),

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from common.parallel import ordered_map
 from shards.limits import IMAGE_PIXELS
 from shards.schema import Group, ShardSetError
+from shards.card import UNKNOWN, card_facts
 from shards.set_writer import SetWriter
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -57,7 +58,8 @@ class IngestReport:
 
 def ingest_folder(folder: str | Path, out: str | Path, *, image_size: int, quality: int = 95,
                   groups_per_shard: int = 1000, seed: int = 0, workers: int | None = None,
-                  command: list[str] | None = None, progress: bool = False) -> IngestReport:
+                  command: list[str] | None = None, progress: bool = False, license: str = UNKNOWN,
+                  description: str | None = None) -> IngestReport:
     """Write (or resume writing) the shard set of an ImageFolder; user mistakes raise ShardSetError."""
     _check_options(image_size, quality, groups_per_shard, seed, workers)
     folder, out = Path(folder), Path(out)
@@ -66,7 +68,7 @@ def ingest_folder(folder: str | Path, out: str | Path, *, image_size: int, quali
         plan = plan_ingest(folder, image_size, seed, pool, workers, progress)
         check_not_inside(out, folder)
         writer = SetWriter(out, ingest_recipe(plan, image_size, quality, seed, groups_per_shard),
-                           extra={"source": str(folder)})
+                           extra={"source": str(folder), **card_facts(license, description)})
         encode = partial(encode_image, size=image_size, quality=quality)
         written = _write_shards(plan, writer, encode, pool, workers, progress)
     writer.finish(command or [])

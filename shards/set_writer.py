@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterable
 
 from common.files import (TEMP_SUFFIX, being_written, make_folder, remove_stale_temporaries,
                           write_json_atomic)
+from shards.card import write_card
+from shards.croissant import write_croissant
 from shards.manifest import complete_manifest, parse_manifest, read_record, recipe_id
 from shards.schema import MANIFEST_NAME, RECORD_PATTERN, ShardSetError, shard_anchors, shard_name
 from shards.writer import ShardWriter
@@ -87,7 +89,8 @@ class SetWriter:
             time.sleep(WAIT_POLL_SECONDS)
 
     def finish(self, command: list[str]) -> bool:
-        """Write the manifest once every shard has a record of this set; True when the set is complete.
+        """Write the manifest once every shard has a record of this set, then the dataset card
+        (README.md and croissant.json, from the manifest); True when the set is complete.
 
         Several processes may finish at once: the manifest's bytes are the same whoever writes them.
         """
@@ -99,6 +102,9 @@ class SetWriter:
             records = [read_record(self.out, index) for index in range(self.shard_count)]
             write_json_atomic(self.out / MANIFEST_NAME, complete_manifest(self.recipe, records, command,
                                                                            self.extra))
+        manifest = json.loads((self.out / MANIFEST_NAME).read_text())
+        write_card(self.out, manifest)
+        write_croissant(self.out, manifest)
         remove_stale_temporaries(self.out)
         self.complete = True
         return True

@@ -52,6 +52,7 @@ class PlugIn:
         self.class_names: list[str] | None = getattr(generator, "class_names", None)
         self.weights_sha256: str | None = getattr(generator, "weights_sha256", None)
         self.precision: str | None = getattr(generator, "precision", None)
+        self.license: str | None = getattr(generator, "license", None)
         self.device = getattr(generator, "device", None)
         if self.device is None and isinstance(generator, torch.nn.Module):
             self.device = next(generator.parameters(), torch.empty(0)).device

@@ -4,7 +4,8 @@ A generator exposes ``latent_dim``, ``num_classes`` (0 when unconditional), ``re
 called as ``generator(latents, classes)`` with float32 latents [N, latent_dim] and int64 class
 indices [N] (None when unconditional) on its device, returning uint8 images [N, 3, H, W].
 It may also expose ``class_names`` (one per class), ``weights_sha256`` (recorded in the manifest),
-``device`` and ``precision`` (what it renders in: fp32, bf16 or fp16; fp32 when absent).
+``device``, ``precision`` (what it renders in: fp32, bf16 or fp16; fp32 when absent) and ``license``
+(its weights' licence, for the dataset card; "unknown" when absent).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "pytorch_model.bin"
 # How long to wait for the model host before telling the user to fetch the weights by hand.
 PROBE_TIMEOUT_S = 5.0
+WEIGHTS_LICENSE = "apache-2.0"  # DeepMind's BigGAN-deep weights (TF Hub), ported by pytorch-pretrained-biggan
 
 
 class BigGANDeep:
@@ -40,6 +41,7 @@ class BigGANDeep:
         self.truncation = options.truncation
         self.precision = options.precision or FULL_PRECISION
         self.weights_sha256 = weights_sha256
+        self.license = WEIGHTS_LICENSE
         self.latent_dim = int(config.z_dim)
         self.num_classes = int(config.num_classes)
         self.resolution = int(config.output_dim)

@@ -303,4 +303,5 @@ def test_processes_finishing_together_all_succeed_and_write_one_manifest(tmp_pat
     assert all(finished)
     assert (tmp_path / "set" / "manifest.json").read_bytes() == manifest
     assert sorted(os.listdir(tmp_path / "set")) == sorted(
-        [f"shard-{index:06d}.{ext}" for index in range(3) for ext in ("tar", "json")] + ["manifest.json"])
+        [f"shard-{index:06d}.{ext}" for index in range(3) for ext in ("tar", "json")]
+        + ["manifest.json", "README.md", "croissant.json"])
