@@ -20,13 +20,14 @@ from generate.generators import DEFAULT_GENERATOR, Generator, GeneratorOptions, 
 from generate.generators.base import PRECISIONS
 from generate.generators.runtime import default_precision, precision_of
 from generate.job import JobConfig, Partition, build_recipe, run_job
-from generate.like import Settings, check_recipe, check_weights, compare_rows, read_source, settings_of, shard_selection
+from generate.like import Settings, check_recipe, check_weights, compare_rows, read_source, settings_of
 from generate.sampling import VIEW_METHODS, Steering, ViewSpec
 from generate.walks import Walks, check_generator, load_walks, parse_names, parse_ranges
 from common import commands
 from common.console import exit_with, reports_errors
 from common.numbers import seed_range
 from shards.card import UNKNOWN as UNKNOWN_LICENSE
+from shards.lineage import parse_shard_list
 from shards.manifest import read_record
 from shards.schema import KEY_DIGITS
 
@@ -307,7 +308,7 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
         channels_last=channels_last, cudnn_benchmark=cudnn_benchmark, compile=compile_network),
         batch_size, out, choose_encoder(jpeg_encoder, torch_device), source)
     if only_shards is not None:
-        partition = dataclasses.replace(partition, only=shard_selection(only_shards, config.shard_count))
+        partition = dataclasses.replace(partition, only=frozenset(parse_shard_list(only_shards, config.shard_count)))
     complete = run_job(model, config, partition, recorded_command(sys.argv[1:]),
                        show_progress=progress)
     if source is not None:

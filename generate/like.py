@@ -63,6 +63,10 @@ def read_source(like: str) -> dict[str, Any]:
     if manifest["kind"] != "synthetic" or not manifest.get("generator"):
         raise LikeError(f"{like} describes a set of real images, which no generator can render again; "
                         "copy its shards instead.")
+    if "lineage" in manifest:
+        lineage = manifest["lineage"]
+        raise LikeError(f"{like} was derived from other sets (python -m shards {lineage.get('operation')}); render "
+                        "its parents with --like and derive it again as its lineage records.")
     return manifest
 
 
@@ -122,20 +126,6 @@ def check_recipe(manifest: dict[str, Any], recipe: dict[str, Any]) -> None:
     differing = [name for name in RECIPE_FIELDS if recipe.get(name) != manifest.get(name)]
     raise LikeError(f"These settings make a set other than the manifest's (set id {recipe_id(recipe)}, "
                     f"not {manifest.get('set_id')}): they differ in {', '.join(differing) or 'the set id'}.")
-
-
-def shard_selection(text: str, shard_count: int) -> frozenset[int]:
-    """``0,5,9-12`` as shard indices, each of which the set must have."""
-    chosen: set[int] = set()
-    for part in text.split(","):
-        low, _, high = part.strip().partition("-")
-        if not low.isdigit() or not (high or low).isdigit() or int(low) > int(high or low):
-            raise LikeError(f"--shards {text!r} is not a list of shard indices and ranges such as 0,5,9-12.")
-        chosen.update(range(int(low), int(high or low) + 1))
-    beyond = sorted(index for index in chosen if index >= shard_count)
-    if beyond:
-        raise LikeError(f"--shards names shard {beyond[0]}, but the set has shards 0..{shard_count - 1}.")
-    return frozenset(chosen)
 
 
 def compare_rows(manifest: dict[str, Any], records: dict[int, dict[str, Any]]) -> list[str]:

@@ -14,6 +14,7 @@ from common.parallel import usable_cores
 from shards.card import UNKNOWN
 from shards.contact_sheet import make_contact_sheet
 from shards.hollow import write_hollow
+from shards.lineage import check_mergeable, derive, subset_anchors
 from shards.ingest import ingest_folder
 from shards.reader import ShardSet, open_set
 from shards.regenerate import regenerate_groups
@@ -135,6 +136,45 @@ def hollow(location: str, out: Path) -> None:
                f"python -m generate --like {out} --out {out}.")
 
 
+@cli.command(short_help="Make a set of some groups of another.",
+             help="Make a new set in OUT of the groups of SET that one of --classes, --groups or --shards selects, "
+                  "copied byte for byte under new keys; its manifest records SET in its lineage.")
+@click.argument("location", metavar="SET")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--classes", default=None, help="Keep the groups of these classes: names or indices, e.g. cat,dog "
+                                              "or 3,7 [default: none].")
+@click.option("--groups", type=click.IntRange(1), default=None, help="Keep the first N groups [default: none].")
+@click.option("--shards", "shard_list", default=None, metavar="0,5,9-12",
+              help="Keep the groups of these shards [default: none].")
+@click.option("--groups-per-shard", type=click.IntRange(1), default=None,
+              help="Groups per shard of the new set [default: the parent's].")
+@reports_errors
+def subset(location: str, out: Path, classes: str | None, groups: int | None, shard_list: str | None,
+           groups_per_shard: int | None) -> None:
+    parent = open_set(location)
+    anchors, arguments = subset_anchors(parent, classes, groups, shard_list)
+    recipe = derive([parent], [(0, anchor) for anchor in anchors], out, "subset", arguments, groups_per_shard,
+                    ["python", "-m", "shards", *sys.argv[1:]])
+    click.echo(f"{out}: {recipe['groups']} of the {parent.groups} groups of {location}.")
+
+
+@cli.command(short_help="Make one set of the groups of several.",
+             help="Make a new set in OUT of every group of SETS, in the order given, copied byte for byte under "
+                  "new keys; the sets must share kind, views, image format and classes. Its manifest records "
+                  "them in its lineage.")
+@click.argument("locations", metavar="SETS...", nargs=-1, required=True)
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--groups-per-shard", type=click.IntRange(1), default=None,
+              help="Groups per shard of the new set [default: the first set's].")
+@reports_errors
+def merge(locations: tuple[str, ...], out: Path, groups_per_shard: int | None) -> None:
+    parents = [open_set(location) for location in locations]
+    check_mergeable(parents)
+    picks = [(index, anchor) for index, parent in enumerate(parents) for anchor in range(parent.groups)]
+    recipe = derive(parents, picks, out, "merge", {}, groups_per_shard, ["python", "-m", "shards", *sys.argv[1:]])
+    click.echo(f"{out}: {recipe['groups']} groups of {len(parents)} sets.")
+
+
 def describe(shard_set: ShardSet) -> list[str]:
     """The manifest in a few lines."""
     manifest = shard_set.manifest
@@ -152,10 +192,21 @@ def describe(shard_set: ShardSet) -> list[str]:
         f"{image.get('size', '?')} px",
         f"shards       {len(rows)} ({manifest['groups_per_shard']} groups per shard), {megabytes:.1f} MB",
         f"seed         {manifest.get('seed', '?')}",
+        *describe_lineage(manifest.get("lineage")),
         f"created by   genviews {made_by.get('package_version', '?')} "
         f"(git {made_by.get('git_commit', '?')}, torch {made_by.get('torch_version', '?')})",
     ]
     return lines
+
+
+def describe_lineage(lineage: dict[str, Any] | None) -> list[str]:
+    """A derived set's parents and how it was made from them; nothing for a set made from scratch."""
+    if not lineage:
+        return []
+    arguments = ", ".join(f"{key}={value}" for key, value in sorted(lineage.get("arguments", {}).items()))
+    parents = ", ".join(f"{parent.get('set_id')} (manifest sha256 {str(parent.get('manifest_sha256'))[:12]}...)"
+                        for parent in lineage.get("parents", []))
+    return [f"lineage      {lineage.get('operation')}" + (f" ({arguments})" if arguments else "") + f" of {parents}"]
 
 
 def describe_origin(manifest: dict[str, Any]) -> str:

@@ -57,16 +57,20 @@ class ShardWriter:
         self._tar = tarfile.open(fileobj=self._hashing, mode="w", format=tarfile.USTAR_FORMAT)
 
     def add(self, group: Group) -> None:
+        self.add_members(group.anchor, group.members())
+
+    def add_members(self, anchor: int, members: list[tuple[str, bytes]]) -> None:
+        """A group as tar members named KEY.SUFFIX (``add`` makes them; a derived set copies them)."""
         position = len(self.anchors)
-        if position >= len(self.planned) or group.anchor != self.planned[position]:
+        if position >= len(self.planned) or anchor != self.planned[position]:
             raise ValueError(f"shard {self.index} expects anchor "
                              f"{self.planned[position] if position < len(self.planned) else 'none'}, "
-                             f"not {group.anchor}")
-        for name, data in group.members():
+                             f"not {anchor}")
+        for name, data in members:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), 0, 0o444
             self._tar.addfile(info, io.BytesIO(data))
-        self.anchors.append(group.anchor)
+        self.anchors.append(anchor)
         per_group = self._file.size / len(self.anchors)
         self._file.needed_bytes = round(per_group * (len(self.planned) - len(self.anchors) + self.groups_after))
 
