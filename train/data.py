@@ -374,19 +374,41 @@ class DeviceAugment:
                               skipped=batch.skipped + sum(broken))
 
 
+def stream_rows(rank: int, world_size: int, stream_ranks: int, batch_size: int) -> list[tuple[int, slice]]:
+    """(stream rank, rows of its batch) that make this rank's batch. A run keeps the streams of the
+    world size it started at (``stream_ranks`` of ``batch_size`` each): their batches one after the
+    other are the global batch, which ``world_size`` ranks share in equal, consecutive parts."""
+    share = stream_ranks * batch_size // world_size
+    first, end = rank * share, (rank + 1) * share
+    return [(stream, slice(max(first - stream * batch_size, 0), min(end - stream * batch_size, batch_size)))
+            for stream in range(first // batch_size, (end - 1) // batch_size + 1)]
+
+
+def join_rows(batches: Sequence[Batch | EncodedBatch], rows: Sequence[slice]) -> Batch | EncodedBatch:
+    """The given rows of each batch, one after the other (a whole batch, also an EncodedBatch, as is)."""
+    if len(batches) == 1 and rows[0] == slice(0, len(batches[0].group_ids)):
+        return batches[0]
+    return Batch(*(torch.cat([getattr(batch, field)[part] for batch, part in zip(batches, rows)])
+                   for field in ("images", "group_ids", "labels")), sum(batch.skipped for batch in batches))
+
+
 class TrainLoader:
     """``for batch in loader.epoch(e)``: exactly ``steps_per_epoch`` batches, on every rank.
 
-    Consecutive epochs share one DataLoader iterator (the workers run ahead into the next epoch);
-    any other call, such as the first one after a resume, restarts the persistent workers at ``e``.
+    Consecutive epochs share one DataLoader iterator per stream (the workers run ahead into the next
+    epoch); any other call, such as the first one after a resume, restarts the persistent workers
+    at ``e``. A rank usually reads one stream, its own; a run resumed on another number of ranks
+    reads the streams of the ranks it started on whose rows it now holds (see ``stream_rows``).
     """
 
-    def __init__(self, stream: TrainStream, num_workers: int, pin_memory: bool):
-        self.stream = stream
-        self.steps_per_epoch = stream.steps_per_epoch
-        self.dataloader = DataLoader(stream, batch_size=None, num_workers=num_workers,
-                                     persistent_workers=num_workers > 0, pin_memory=pin_memory)
-        self._batches: Iterator[Batch | EncodedBatch | StreamFailure] | None = None
+    def __init__(self, streams: Sequence[tuple[TrainStream, slice]], num_workers: int, pin_memory: bool):
+        self.streams = [stream for stream, _ in streams]
+        self.rows = [rows for _, rows in streams]
+        self.steps_per_epoch = self.streams[0].steps_per_epoch
+        self.dataloaders = [DataLoader(stream, batch_size=None, num_workers=num_workers,
+                                       persistent_workers=num_workers > 0, pin_memory=pin_memory)
+                            for stream in self.streams]
+        self._batches: Iterator[tuple[Batch | EncodedBatch | StreamFailure, ...]] | None = None
         self._next_epoch: int | None = None  # the epoch the running iterator is at the start of
 
     def __len__(self) -> int:
@@ -399,27 +421,43 @@ class TrainLoader:
         if not 0 <= start < self.steps_per_epoch:
             raise ValueError(f"batch {start} is not within an epoch of {self.steps_per_epoch}")
         if self._batches is None or self._next_epoch != epoch or start:
-            self.stream.epoch_cell.fill_(epoch)
-            self.stream.start_cell.fill_(start)
-            self._batches = iter(self.dataloader)
+            for stream in self.streams:
+                stream.epoch_cell.fill_(epoch)
+                stream.start_cell.fill_(start)
+            self._batches = zip(*map(iter, self.dataloaders))
         self._next_epoch = None  # until this epoch is taken whole
         for _ in range(start, self.steps_per_epoch):
-            batch = next(self._batches)
-            if isinstance(batch, StreamFailure):
-                raise CorruptSampleError(batch.message)
-            yield batch
+            batches = next(self._batches)
+            for batch in batches:
+                if isinstance(batch, StreamFailure):
+                    raise CorruptSampleError(batch.message)
+            yield join_rows(batches, self.rows)
         self._next_epoch = epoch + 1
+
+
+def rank_batch_size(batch_size: int, stream_ranks: int, world_size: int, gpu_augment: bool) -> int:
+    """Samples per rank per step when a run that started on ``stream_ranks`` ranks of ``batch_size``
+    runs on ``world_size``; refuses a global batch that does not split evenly."""
+    if batch_size * stream_ranks % world_size:
+        raise DataConfigError(f"The global batch of {batch_size * stream_ranks} does not split evenly over "
+                              f"{world_size} processes; use a number of processes that divides it.")
+    if gpu_augment and stream_ranks != world_size:
+        raise DataConfigError(f"--gpu-augment needs the {stream_ranks} processes the run started with; resume "
+                              "with --no-gpu-augment to change their number.")
+    return batch_size * stream_ranks // world_size
 
 
 def build_loader(sources: Sequence[DataSource], *, batch_size: int, views: int = 2,
                  augment: AugmentConfig = AugmentConfig(), num_workers: int = 4, seed: int = 0,
                  rank: int = 0, world_size: int = 1, skip_corrupt: bool = False,
                  shuffle_buffer: int = 1000, pin_memory: bool = False,
-                 gpu_augment: bool = False) -> TrainLoader:
+                 gpu_augment: bool = False, stream_ranks: int | None = None) -> TrainLoader:
     """The training input for one rank. ``views`` (M >= 1) per sample; ``rank``/``world_size`` of
     this process; ``skip_corrupt`` skips and counts broken tars and samples instead of stopping;
     ``shuffle_buffer`` caps the groups each worker shuffles among; ``gpu_augment``: the workers do
-    not decode, the batches are EncodedBatch for DeviceAugment."""
+    not decode, the batches are EncodedBatch for DeviceAugment. ``stream_ranks``: the world size the
+    run started at (``batch_size`` per rank there), when it now runs on another; each rank then
+    takes ``batch_size * stream_ranks / world_size`` samples per step (see ``stream_rows``)."""
     if not sources:
         raise DataConfigError("Give at least one shard set to train on.")
     if batch_size < 1 or views < 1 or num_workers < 0 or shuffle_buffer < 1:
@@ -427,8 +465,11 @@ def build_loader(sources: Sequence[DataSource], *, batch_size: int, views: int =
                               f"({shuffle_buffer}) must be positive and workers ({num_workers}) not negative.")
     if not 0 <= rank < world_size:
         raise DataConfigError(f"Rank {rank} is not within a world of {world_size} processes.")
-    steps = steps_per_epoch(sources, batch_size, world_size)
-    stream = TrainStream(sources, batch_size=batch_size, steps_per_epoch=steps, views=views, augment=augment,
-                         seed=seed, rank=rank, world_size=world_size, skip_corrupt=skip_corrupt,
-                         shuffle_buffer=shuffle_buffer, gpu_augment=gpu_augment)
-    return TrainLoader(stream, num_workers, pin_memory)
+    stream_ranks = stream_ranks or world_size
+    rank_batch_size(batch_size, stream_ranks, world_size, gpu_augment)
+    steps = steps_per_epoch(sources, batch_size, stream_ranks)
+    streams = [(TrainStream(sources, batch_size=batch_size, steps_per_epoch=steps, views=views, augment=augment,
+                            seed=seed, rank=stream, world_size=stream_ranks, skip_corrupt=skip_corrupt,
+                            shuffle_buffer=shuffle_buffer, gpu_augment=gpu_augment), rows)
+               for stream, rows in stream_rows(rank, world_size, stream_ranks, batch_size)]
+    return TrainLoader(streams, num_workers, pin_memory)

@@ -39,7 +39,7 @@ from train import distributed
 from train.augment import AugmentConfig, normalize
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.config import resolve, training_options, training_recipe, upgrade_saved_config
-from train.data import Batch, DeviceAugment, build_loader
+from train.data import Batch, DeviceAugment, build_loader, rank_batch_size
 from train.sources import check_shared_classes, open_sources, steps_per_epoch
 from train.losses import distributed_contrastive_loss
 from train.models import build_model
@@ -70,19 +70,22 @@ def check_method(config: dict[str, Any], sources: list) -> None:
 
 def check_before_writing(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo) -> None:
     """Refusals that must come before the run folder is touched; records the resolved schedule."""
-    out = Path(config["out"])
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out} exists and is not a folder.")
     autocast(config, dist_info.device)
+    if config["sync_bn"] and dist_info.world_size > 1 and dist_info.device.type != "cuda":
+        raise RunError("--sync-bn needs CUDA devices (torch synchronises batch norm on GPUs only); "
+                       "drop it on CPU.")
+    rank_batch_size(config["batch_size"], config["world_size"], dist_info.world_size, config["gpu_augment"])
     schedule = plan_schedule(epochs=config["epochs"], steps=config["steps"], warmup=parse_warmup(config["warmup"]),
-                             steps_per_epoch=steps_per_epoch(sources, config["batch_size"], dist_info.world_size),
-                             base_lr=config["lr"], global_batch=config["batch_size"] * dist_info.world_size)
+                             steps_per_epoch=steps_per_epoch(sources, config["batch_size"], config["world_size"]),
+                             base_lr=config["lr"], global_batch=config["batch_size"] * config["world_size"])
     config["schedule"] = schedule.as_dict()
 
 
-def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint to resume from (None for a new run); refuses to overwrite or mix runs."""
+def previous_run(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None for a new run); refuses to overwrite a run."""
     out = Path(config["out"])
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} exists and is not a folder.")
     last = out / LAST
     if not config["resume"]:
         if last.exists():
@@ -91,7 +94,12 @@ def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if not last.exists():
         raise RunError(f"--resume: {out} holds no {LAST} to continue from.")
-    state = load_checkpoint(last)
+    return load_checkpoint(last)
+
+
+def check_resume(config: dict[str, Any], state: dict[str, Any]) -> None:
+    """Refuses to continue a run with settings that change what it trains."""
+    out = Path(config["out"])
     saved, wanted = training_recipe(upgrade_saved_config(state["config"], config)), training_recipe(config)
     changed = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
     if changed:
@@ -104,7 +112,6 @@ def prepare_run_folder(config: dict[str, Any]) -> dict[str, Any] | None:
     if inside_epoch and state["config"]["workers"] != config["workers"]:
         raise RunError(f"--resume: {out} stopped inside an epoch with --workers {state['config']['workers']}; "
                        "resume with the same --workers to replay the rest of that epoch.")
-    return state
 
 
 def write_run_records(config: dict[str, Any], sources: list, resumed_step: int) -> None:
@@ -177,14 +184,20 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batc
     return loss.detach()
 
 
-def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo) -> None:
+def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo,
+          resume_state: dict[str, Any] | None) -> None:
     device = dist_info.device
     out = Path(config["out"])
-    resume_state = prepare_run_folder(config)
     schedule = Schedule(**config["schedule"])
+    world, started_on = dist_info.world_size, config["world_size"]
     if dist_info.is_main:
         click.echo(schedule.describe(parse_warmup(config["warmup"]), config["lr"],
-                                     config["batch_size"] * dist_info.world_size))
+                                     config["batch_size"] * started_on))
+        if world != started_on:
+            per_rank = rank_batch_size(config["batch_size"], started_on, world, config["gpu_augment"])
+            click.echo(f"Resumed on {world} ranks, started on {started_on}: each rank takes {per_rank} samples "
+                       f"per step, so the global batch stays {config['batch_size'] * started_on} and the "
+                       "batches are those of the start.")
         make_folder(out)
         write_run_records(config, sources, resume_state["step"] if resume_state else 0)
     distributed.barrier()
@@ -202,13 +215,13 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     ddp_model = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
                  if distributed.is_distributed() else model)
 
-    world = dist_info.world_size
     augment = AugmentConfig(crop_size=config["crop_size"], crop_scale_min=config["crop_min_scale"],
                             blur=config["blur"], color=config["color_augment"])
     loader = build_loader(sources, batch_size=config["batch_size"], views=config["views"], augment=augment,
                           num_workers=config["workers"], seed=config["seed"], rank=dist_info.rank,
                           world_size=world, skip_corrupt=config["skip_corrupt"],
-                          pin_memory=device.type == "cuda", gpu_augment=config["gpu_augment"])
+                          pin_memory=device.type == "cuda", gpu_augment=config["gpu_augment"],
+                          stream_ranks=started_on)
     # --gpu-augment: the loader's batches hold JPEG bytes and parameters, decoded and augmented here.
     device_augment = DeviceAugment(augment, device, config["skip_corrupt"]) if config["gpu_augment"] else None
     steps_per_epoch, total_steps = loader.steps_per_epoch, schedule.total_steps
@@ -308,10 +321,16 @@ def main(**params: Any) -> None:
     config["data_manifests"] = [source.shard_set.manifest_sha256 for source in sources]
     check_method(config, sources)
     dist_info = distributed.setup_distributed()
-    config["world_size"] = dist_info.world_size  # the global batch, and so the schedule, depend on it
     try:
+        resume_state = previous_run(config)
+        # The global batch, and so the schedule and the streams, are those of the run's start,
+        # whatever number of ranks resumes it.
+        config["world_size"] = (resume_state["config"].get("world_size", dist_info.world_size) if resume_state
+                                else dist_info.world_size)
         check_before_writing(config, sources, dist_info)
-        train(config, sources, dist_info)
+        if resume_state:
+            check_resume(config, resume_state)
+        train(config, sources, dist_info, resume_state)
     finally:
         distributed.cleanup()
 

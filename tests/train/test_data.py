@@ -218,6 +218,31 @@ def test_an_epoch_resumed_at_a_batch_is_the_rest_of_that_epoch(sets: dict[str, s
         assert torch.equal(batch.images, other.images) and torch.equal(batch.group_ids, other.group_ids)
 
 
+@pytest.mark.parametrize("started, resumed", [(2, 1), (1, 2), (2, 4)])
+def test_ranks_resumed_at_another_count_share_the_batches_of_the_ranks_that_started(sets, started, resumed):
+    """The rest of an epoch (from batch 2 of 5) on ``resumed`` ranks: the same global batches, so
+    every group of the epoch comes once, as often as on the ``started`` ranks."""
+    def global_batches(ranks: int, **options) -> tuple[list[torch.Tensor], list[list]]:
+        # batch_size is per rank of the start: a global batch of 8
+        loaders = [build_loader([source(sets["three_views"])], batch_size=8 // started, augment=TINY,
+                                num_workers=1, seed=5, rank=rank, world_size=ranks, **options)
+                   for rank in range(ranks)]
+        per_rank = [list(loader.epoch(0, start=2)) for loader in loaders]
+        return [torch.cat([batch.group_ids for batch in step]) for step in zip(*per_rank)], per_rank
+
+    expected, started_batches = global_batches(started)
+    again, resumed_batches = global_batches(resumed, stream_ranks=started)
+    assert len(again) == 3 and all(torch.equal(ids, other) for ids, other in zip(expected, again))
+    whole = [torch.cat([batch.images for batch in step]) for step in zip(*started_batches)]
+    assert all(torch.equal(images, torch.cat([batch.images for batch in step]))
+               for images, step in zip(whole, zip(*resumed_batches)))
+
+
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(sets: dict[str, str]) -> None:
+    with pytest.raises(DataConfigError, match="global batch of 8 does not split evenly over 3"):
+        build_loader([source(sets["three_views"])], batch_size=4, world_size=3, stream_ranks=2)
+
+
 def test_weighted_mix_follows_the_weights(sets: dict[str, str]) -> None:
     loader = build_loader([source(sets["big_a"], 3.0), source(sets["big_b"], 1.0)], batch_size=16,
                           augment=TINY, num_workers=0, seed=2)

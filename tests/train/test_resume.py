@@ -4,6 +4,7 @@ uninterrupted run ends. Real torchrun with gloo, real processes killed as a sche
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -31,18 +32,20 @@ def data(tmp_path_factory) -> Path:
     return out
 
 
-def command(ranks: int, data: Path, run: Path, *extra: object) -> list[str]:
-    args = ["--data", data, "--out", run, "--epochs", EPOCHS, "--batch-size", GLOBAL_BATCH // ranks,
+def command(ranks: int, data: Path, run: Path, *extra: object, batch_of: int | None = None) -> list[str]:
+    args = ["--data", data, "--out", run, "--epochs", EPOCHS, "--batch-size", GLOBAL_BATCH // (batch_of or ranks),
             "--backbone", "convnet-small", "--workers", 1, "--log-every", 1, "--save-every-steps", SAVE_EVERY,
             "--warmup", 0, "--no-progress", *extra]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
             str(TRAIN), *map(str, args)]
 
 
-def train(ranks: int, data: Path, run: Path, *extra: object) -> None:
-    result = subprocess.run(command(ranks, data, run, *extra), env=cli_env(), capture_output=True, text=True,
-                            timeout=600)
+def train(ranks: int, data: Path, run: Path, *extra: object, batch_of: int | None = None) -> str:
+    """The run's output; ``batch_of``: the ranks whose per-rank batch to give (the run's start)."""
+    result = subprocess.run(command(ranks, data, run, *extra, batch_of=batch_of), env=cli_env(),
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def logged_steps(run: Path) -> list[int]:
@@ -79,3 +82,29 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
     for name, weights in expected["model"].items():
         assert torch.equal(weights, resumed["model"][name]), f"{name} differs after the resume"
     assert logged_steps(run) == logged_steps(reference)
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("started, resumed", [(2, 1), (1, 2)])
+def test_a_run_killed_inside_an_epoch_resumes_on_another_number_of_ranks(tmp_path, data, started, resumed):
+    """The same command on another number of ranks keeps the global batch, the schedule and the
+    batches (tests/train/test_data.py checks the batches themselves). The weights differ from the
+    reference's: batch norm takes its statistics over each rank's share of the batch."""
+    reference, run = tmp_path / "reference", tmp_path / "killed"
+    train(started, data, reference)
+    saved = train_and_kill(started, data, run, SAVE_EVERY + 1)
+    assert 0 < saved % STEPS_PER_EPOCH, f"killed at an epoch's end (step {saved}): not a mid-epoch resume"
+
+    output = train(resumed, data, run, "--resume", batch_of=started)
+    assert (f"Resumed on {resumed} ranks, started on {started}: each rank takes {GLOBAL_BATCH // resumed} "
+            f"samples per step, so the global batch stays {GLOBAL_BATCH}") in output
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == EPOCHS * STEPS_PER_EPOCH
+    expected, got = read_metrics(reference), read_metrics(run)
+    assert [record["step"] for record in got] == list(range(1, EPOCHS * STEPS_PER_EPOCH + 1))
+    assert [record["lr"] for record in got] == [record["lr"] for record in expected]
+    # the steps before the kill are the reference's; after it, the same data on other ranks
+    assert [record["loss"] for record in got[:saved]] == [record["loss"] for record in expected[:saved]]
+    assert all(math.isfinite(record["loss"]) for record in got)
