@@ -9,8 +9,11 @@ import torch
 
 from generate.cli import main as generate_main
 from generate.generators.cgan import WEIGHTS_FILE
+from generate.walks import save_walks
+from shards.cli import cli as shards_cli
 from tests.cli import assert_clean_failure, run_in_process, tree_digest
 from tests.generate.test_job import generate
+from tests.generate.test_steer_views import BLOB, walk_document
 from tests.generate.test_views_are_renders import random_cgan
 
 SMALL = ["--n-anchors", 6, "--views", 2, "--sigma", 0.5, "--truncation", 0.7, "--image-size", 16,
@@ -63,4 +66,26 @@ def test_like_refuses_content_flags_and_foreign_manifests(tmp_path):
     outside = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "set", "--shards", "1,3",
                              "--out", tmp_path / "again")
     assert_clean_failure(outside, "--shards names shard 3")
+    assert run_in_process(shards_cli, "python -m shards", "subset", tmp_path / "set", tmp_path / "some",
+                          "--groups", 2).returncode == 0
+    derived = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "some", "--out", tmp_path / "again")
+    assert_clean_failure(derived, "was derived from other sets (python -m shards subset)")
     assert not (tmp_path / "again").exists()
+
+
+def test_steered_sets_need_the_walk_file_they_name(tmp_path):
+    path = tmp_path / "walks.pt"
+    save_walks(path, walk_document())
+    steered = ["--generator", BLOB, "--view-method", "steer", "--walks", path, "--steer-directions", "zoom,shiftx",
+               "--steer-range", "zoom=-0.5:0.5", "--n-anchors", 4, "--views", 3, "--groups-per-shard", 2]
+    generate(tmp_path / "set", *steered)
+    generate(tmp_path / "again", "--like", tmp_path / "set", "--walks", path)
+    assert shard_files(tree_digest(tmp_path / "again")) == shard_files(tree_digest(tmp_path / "set"))
+    recorded = json.loads((tmp_path / "set" / "manifest.json").read_text())["view_method"]["walks_sha256"]
+    missing = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "set", "--out", tmp_path / "x")
+    assert_clean_failure(missing, f"walks of a file with sha256 {recorded}", "--walks FILE")
+    save_walks(tmp_path / "other.pt", {**walk_document(), "ranges": [[-0.5, 0.5]] * 5})
+    other = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "set", "--walks",
+                           tmp_path / "other.pt", "--out", tmp_path / "x")
+    assert_clean_failure(other, "other.pt has sha256", f"made with walks of sha256 {recorded}")
+    assert not (tmp_path / "x").exists()
