@@ -87,10 +87,10 @@ MUTANTS = (
            "return [(tensor - mean) / std for tensor in (fit, *others)]",
            "return [tensor for tensor in (fit, *others)]", ("tests/evaluate/test_linear.py",)),
     Mutant("resume forgets the weights", "train/main.py", '        model.load_state_dict(resume_state["model"])\n',
-           "        pass\n", ("tests/train/test_main.py",)),
+           "        pass\n", ("tests/train/test_resume.py",)),
     Mutant("resume forgets the optimizer", "train/main.py",
            '        optimizer.load_state_dict(resume_state["optimizer"])\n', "        pass\n",
-           ("tests/train/test_main.py",)),
+           ("tests/train/test_resume.py",)),
     Mutant("no cosine decay", "train/optim.py", "* 0.5 * (1 + math.cos(math.pi * progress))", "* 1.0",
            ("tests/train/test_optim.py",)),
 )
