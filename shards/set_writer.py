@@ -30,6 +30,7 @@ from shards.writer import ShardWriter
 
 # A set's files: manifest, shards and records, and the dataset card (README.md, croissant.json).
 _SET_FILE = re.compile(r"^(manifest\.json|README\.md|croissant\.json|shard-\d{6}\.(tar|json))(\.[0-9a-f]{8})?$")
+CARD_FILES = ("README.md", "croissant.json")
 WAIT_POLL_SECONDS = 0.5
 
 
@@ -116,11 +117,14 @@ class SetWriter:
             return False
         if not out.is_dir():
             raise ShardSetError(f"{out} exists and is not a folder.")
-        foreign = sorted(path.name for path in out.iterdir() if not belongs_to_a_set(path.name))
+        # A card is the set's only beside its manifest: a folder's own README.md is never overwritten.
+        has_manifest = (out / MANIFEST_NAME).is_file()
+        foreign = sorted(path.name for path in out.iterdir() if not belongs_to_a_set(path.name)
+                         or (not has_manifest and path.name in CARD_FILES))
         if foreign:
             raise ShardSetError(f"{out} holds files that are not part of a shard set "
                                 f"({', '.join(foreign[:3])}); choose an empty or new folder.")
-        if (out / MANIFEST_NAME).is_file():
+        if has_manifest:
             existing = _manifest_set_id(out / MANIFEST_NAME)
             if existing != self.set_id:
                 raise self._different_set(existing)

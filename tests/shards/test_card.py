@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from shards.cli import cli
+from shards.schema import ShardSetError
 from tests.shards.helpers import CLASSES, write_photo, write_synthetic_set
 
 
@@ -78,3 +79,15 @@ def test_ingest_records_the_licence_and_description_on_the_card(tmp_path):
     card = (tmp_path / "real" / "README.md").read_text()
     assert "Two cats." in card and "Source folder:" in card
     assert json.loads((tmp_path / "real" / "croissant.json").read_text())["license"] == "cc-by-4.0"
+
+
+def test_a_folder_with_its_own_readme_is_refused_untouched(tmp_path):
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "README.md").write_text("my notes")
+    try:
+        write_synthetic_set(tmp_path / "set")
+    except ShardSetError as error:
+        assert "README.md" in str(error)
+    else:
+        raise AssertionError("a folder holding its own README.md was written into")
+    assert (tmp_path / "set" / "README.md").read_text() == "my notes"
