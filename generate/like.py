@@ -18,7 +18,7 @@ from generate.sampling import Steering, ViewSpec
 from generate.walks import Walks, load_walks
 from shards.card import UNKNOWN as UNKNOWN_LICENSE
 from shards.limits import MEMBER_BYTES
-from shards.manifest import parse_manifest, read_manifest_bytes, recipe_id
+from shards.manifest import check_location, parse_manifest, read_manifest_bytes, recipe_id
 from shards.schema import MANIFEST_NAME, ShardSetError
 
 # The manifest fields that make up a synthetic set's recipe (generate.job.build_recipe).
@@ -57,6 +57,7 @@ def read_source(like: str) -> dict[str, Any]:
         if len(data) > MEMBER_BYTES.value:
             raise ShardSetError(f"{like} holds {MEMBER_BYTES.exceeded_by(len(data))}.")
     else:
+        check_location(like)  # a pipe: location would run a shell command
         data = read_manifest_bytes(like)
         like = f"{like.rstrip('/')}/{MANIFEST_NAME}"
     manifest = parse_manifest(data, like)

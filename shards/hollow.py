@@ -14,7 +14,7 @@ from pathlib import Path
 from common.files import make_folder, write_bytes_atomic, write_json_atomic
 from shards.card import write_card
 from shards.croissant import write_croissant
-from shards.manifest import parse_manifest, read_manifest_bytes
+from shards.manifest import check_location, parse_manifest, read_manifest_bytes
 from shards.schema import MANIFEST_NAME, ShardSetError, record_name
 
 
@@ -28,6 +28,7 @@ class HollowReport:
 
 def write_hollow(location: str, out: Path) -> HollowReport:
     """Write the hollow set of the finished set at ``location`` into the new folder ``out``."""
+    check_location(location)  # a pipe: location would run a shell command
     data = read_manifest_bytes(location)
     manifest = parse_manifest(data, f"{location.rstrip('/')}/{MANIFEST_NAME}")
     if manifest["kind"] != "synthetic" or not manifest.get("generator"):

@@ -52,3 +52,12 @@ def test_hollow_refuses_a_folder_in_use(tmp_path):
     (tmp_path / "used" / "notes.txt").write_text("mine")
     assert_clean_failure(shards("hollow", tmp_path / "set", tmp_path / "used"), "not an empty folder")
     assert sorted(path.name for path in (tmp_path / "used").iterdir()) == ["notes.txt"]
+
+
+def test_a_pipe_location_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    location = f"pipe:touch {marker}"
+    assert_clean_failure(shards("hollow", location, tmp_path / "hollow"), "pipe: location")
+    like = run_in_process(generate_main, "python -m generate", "--like", location, "--out", tmp_path / "out")
+    assert_clean_failure(like, "pipe: location")
+    assert not marker.exists() and not (tmp_path / "hollow").exists()
