@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from functools import partial
 import os
 import re
 from decimal import Decimal
@@ -20,6 +22,7 @@ from generate.generators import DEFAULT_GENERATOR, Generator, GeneratorOptions, 
 from generate.generators.base import PRECISIONS
 from generate.generators.runtime import default_precision, precision_of
 from generate.job import JobConfig, Partition, build_recipe, run_job
+from generate.derived import regenerate_derived
 from generate.like import Settings, check_recipe, check_weights, compare_rows, read_source, settings_of
 from generate.sampling import VIEW_METHODS, Steering, ViewSpec
 from generate.walks import Walks, check_generator, load_walks, parse_names, parse_ranges
@@ -174,6 +177,36 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
                     precision=precision, walks=loaded, license=license, description=description)
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """How this process renders, whatever the set: the options that do not change its content."""
+
+    weights: Path | None
+    device: torch.device
+    batch_size: int | str
+    encoder: str
+    channels_last: bool
+    cudnn_benchmark: bool
+    compile: bool
+    progress: bool
+    command: list[str]
+
+    def options(self, settings: Settings) -> GeneratorOptions:
+        return GeneratorOptions(weights=self.weights, device=self.device, truncation=settings.views.truncation,
+                                resolution=settings.image_size,
+                                precision=settings.precision or default_precision(self.device),
+                                channels_last=self.channels_last, cudnn_benchmark=self.cudnn_benchmark,
+                                compile=self.compile)
+
+
+def render_parent(source: dict, folder: Path, only: frozenset[int], walks: Path | None, runtime: Runtime) -> None:
+    """Fill shards ``only`` of the hollow set of a derived set's parent in ``folder``."""
+    settings = settings_of(source, walks)
+    model, config = build_job(settings, runtime.options(settings), runtime.batch_size, folder, runtime.encoder,
+                              source)
+    run_job(model, config, Partition(only=only), runtime.command, show_progress=runtime.progress)
+
+
 def build_job(settings: Settings, options: GeneratorOptions, batch_size: int | str, out: Path, encoder: str,
               source: dict | None = None) -> tuple[Generator, JobConfig]:
     """The generator and the job of ``settings``; with the ``source`` manifest they are checked to
@@ -273,6 +306,10 @@ def report_differences(source: dict, out: Path, shards: list[int]) -> None:
                    "every content setting from it; --weights and --walks are checked against its sha256s; "
                    "--out may be a hollow set, which is filled in place [default: none: the flags give "
                    "every setting].")
+@click.option("--parent", "parents", multiple=True, metavar="SET_OR_MANIFEST",
+              help="With --like of a derived set (shards subset or merge): one of its parents, a set, a hollow set "
+                   "or its manifest, checked by sha256; repeat for each, in the order of its lineage [default: "
+                   "none].")
 @click.option("--shards", "only_shards", default=None, metavar="0,5,9-12",
               help="Render only these shards of the set [default: all].")
 @click.option("--shard-index", type=click.IntRange(0, MAX_SHARDS - 1), default=0,
@@ -286,8 +323,9 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
          preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
          quality: int, groups_per_shard: int, batch_size: int | str, device: str,
          precision: str | None, jpeg_encoder: str, channels_last: bool, cudnn_benchmark: bool,
-         compile_network: bool, out: Path, license: str, description: str | None, like: str | None, only_shards: str | None, shard_index: int,
-         num_shards: int, progress: bool) -> None:
+         compile_network: bool, out: Path, license: str, description: str | None, like: str | None,
+         parents: tuple[str, ...], only_shards: str | None, shard_index: int, num_shards: int,
+         progress: bool) -> None:
     """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""
     partition = choose_partition(shard_index, num_shards)
     source = None
@@ -301,16 +339,26 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
         settings = settings_from_options(generator, n_anchors, views, view_method, sigma, walks, steer_range,
                                          steer_directions, preserve_norm, truncation, classes, seed, image_size,
                                          quality, groups_per_shard, precision, license, description)
+    if parents and (source is None or "lineage" not in source):
+        exit_with("--parent gives the parents of a derived set; it needs --like with a subset or a merge.")
     torch_device = choose_device(device)
-    model, config = build_job(settings, GeneratorOptions(
-        weights=weights, device=torch_device, truncation=settings.views.truncation,
-        resolution=settings.image_size, precision=settings.precision or default_precision(torch_device),
-        channels_last=channels_last, cudnn_benchmark=cudnn_benchmark, compile=compile_network),
-        batch_size, out, choose_encoder(jpeg_encoder, torch_device), source)
+    runtime = Runtime(weights=weights, device=torch_device, batch_size=batch_size,
+                      encoder=choose_encoder(jpeg_encoder, torch_device), channels_last=channels_last,
+                      cudnn_benchmark=cudnn_benchmark, compile=compile_network, progress=progress,
+                      command=recorded_command(sys.argv[1:]))
+    if source is not None and "lineage" in source:
+        if only_shards is not None or num_shards > 1 or partition.count > 1:
+            exit_with("A derived set is rendered whole, in one process: drop --shards, --num-shards and torchrun.")
+        recipe = regenerate_derived(source, parents, out, partial(render_parent, walks=walks, runtime=runtime),
+                                    runtime.command)
+        check_recipe(source, recipe)
+        report_differences(source, out, list(range(len(source["shards"]))))
+        click.echo(f"Shard set complete: {out} ({source['groups']} groups, derived again from its parents).")
+        return
+    model, config = build_job(settings, runtime.options(settings), batch_size, out, runtime.encoder, source)
     if only_shards is not None:
         partition = dataclasses.replace(partition, only=frozenset(parse_shard_list(only_shards, config.shard_count)))
-    complete = run_job(model, config, partition, recorded_command(sys.argv[1:]),
-                       show_progress=progress)
+    complete = run_job(model, config, partition, runtime.command, show_progress=progress)
     if source is not None:
         report_differences(source, out, [index for index in range(config.shard_count) if partition.owns(index)])
     if complete:

@@ -23,7 +23,7 @@ from shards.schema import MANIFEST_NAME, ShardSetError
 
 # The manifest fields that make up a synthetic set's recipe (generate.job.build_recipe).
 RECIPE_FIELDS = ("kind", "groups", "views", "image", "generator", "view_method", "classes", "class_subset",
-                 "seed", "groups_per_shard")
+                 "seed", "groups_per_shard", "lineage")
 
 
 class LikeError(UserError):
@@ -50,6 +50,11 @@ class Settings:
 
 def read_source(like: str) -> dict[str, Any]:
     """The manifest of a set (a folder or URL) or a manifest file, checked as readers check it."""
+    return read_source_bytes(like)[0]
+
+
+def read_source_bytes(like: str) -> tuple[dict[str, Any], bytes]:
+    """``read_source``'s manifest and the bytes it was read from."""
     path = Path(like)
     if path.is_file():
         with open(path, "rb") as stream:
@@ -64,11 +69,7 @@ def read_source(like: str) -> dict[str, Any]:
     if manifest["kind"] != "synthetic" or not manifest.get("generator"):
         raise LikeError(f"{like} describes a set of real images, which no generator can render again; "
                         "copy its shards instead.")
-    if "lineage" in manifest:
-        lineage = manifest["lineage"]
-        raise LikeError(f"{like} was derived from other sets (python -m shards {lineage.get('operation')}); render "
-                        "its parents with --like and derive it again as its lineage records.")
-    return manifest
+    return manifest, data
 
 
 def settings_of(manifest: dict[str, Any], walks_path: Path | None) -> Settings:

@@ -29,8 +29,13 @@ class HollowReport:
 def write_hollow(location: str, out: Path) -> HollowReport:
     """Write the hollow set of the finished set at ``location`` into the new folder ``out``."""
     check_location(location)  # a pipe: location would run a shell command
-    data = read_manifest_bytes(location)
-    manifest = parse_manifest(data, f"{location.rstrip('/')}/{MANIFEST_NAME}")
+    return hollow_of(read_manifest_bytes(location), f"{location.rstrip('/')}/{MANIFEST_NAME}", out)
+
+
+def hollow_of(data: bytes, where: str, out: Path) -> HollowReport:
+    """Write the hollow set of the manifest ``data`` (read from ``where``) into the new folder ``out``."""
+    location = where.removesuffix(f"/{MANIFEST_NAME}")
+    manifest = parse_manifest(data, where)
     if manifest["kind"] != "synthetic" or not manifest.get("generator"):
         raise ShardSetError(f"{location} is a set of real images: no generator can fill a hollow copy of it.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

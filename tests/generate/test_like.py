@@ -69,7 +69,7 @@ def test_like_refuses_content_flags_and_foreign_manifests(tmp_path):
     assert run_in_process(shards_cli, "python -m shards", "subset", tmp_path / "set", tmp_path / "some",
                           "--groups", 2).returncode == 0
     derived = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "some", "--out", tmp_path / "again")
-    assert_clean_failure(derived, "was derived from other sets (python -m shards subset)")
+    assert_clean_failure(derived, "was derived (python -m shards subset) from the 1 set(s)", "0 --parent were given")
     assert not (tmp_path / "again").exists()
 
 
@@ -88,4 +88,23 @@ def test_steered_sets_need_the_walk_file_they_name(tmp_path):
     other = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "set", "--walks",
                            tmp_path / "other.pt", "--out", tmp_path / "x")
     assert_clean_failure(other, "other.pt has sha256", f"made with walks of sha256 {recorded}")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_derived_set_is_rendered_again_through_its_parents(tmp_path):
+    generate(tmp_path / "a", *SMALL)
+    generate(tmp_path / "b", *SMALL[:-1], 4)  # another seed
+    shards = lambda *args: run_in_process(shards_cli, "python -m shards", *args)  # noqa: E731
+    assert shards("subset", tmp_path / "a", tmp_path / "some", "--classes", "0,1,2,3").returncode == 0
+    assert shards("merge", tmp_path / "a", tmp_path / "b", tmp_path / "both", "--groups-per-shard", 5).returncode == 0
+    assert shards("hollow", tmp_path / "a", tmp_path / "a-hollow").returncode == 0
+    generate(tmp_path / "some-again", "--like", tmp_path / "some", "--parent", tmp_path / "a-hollow")
+    generate(tmp_path / "both-again", "--like", tmp_path / "both", "--parent", tmp_path / "a-hollow",
+             "--parent", tmp_path / "b" / "manifest.json")
+    for name in ("some", "both"):
+        assert shard_files(tree_digest(tmp_path / f"{name}-again")) == shard_files(tree_digest(tmp_path / name))
+    assert not [path for path in tmp_path.iterdir() if "-parents-" in path.name]
+    swapped = run_in_process(generate_main, "python -m generate", "--like", tmp_path / "both", "--parent", tmp_path / "b",
+                             "--parent", tmp_path / "a", "--out", tmp_path / "x")
+    assert_clean_failure(swapped, f"--parent {tmp_path / 'b'} has a manifest of sha256")
     assert not (tmp_path / "x").exists()
