@@ -1,4 +1,5 @@
-"""``python -m evaluate {linear,knn,report}``: evaluate a checkpoint's frozen encoder, compare runs."""
+"""``python -m evaluate {linear,knn,report,export}``: evaluate a checkpoint's frozen encoder, compare runs,
+export an encoder."""
 
 from __future__ import annotations
 
@@ -167,6 +168,20 @@ def report(runs: tuple[Path, ...]) -> None:
     if not folders:
         exit_with("None of the given runs is a folder.")
     click.echo(report_table(folders))
+
+
+@cli.command(short_help="Write a checkpoint's encoder alone, in safetensors.",
+             help="Write the encoder of a training checkpoint alone to a .safetensors file, with its "
+                  "backbone as metadata: a timm backbone loads into timm.create_model(name, num_classes=0).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Training checkpoint (last.pt).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The .safetensors file to write.")
+@reports_errors
+def export(checkpoint: Path, out: Path) -> None:
+    from evaluate.export import export_encoder  # torch and safetensors, for this command only
+
+    metadata = export_encoder(checkpoint, out)
+    click.echo(f"Wrote the {metadata['backbone']} encoder of {checkpoint} to {out}.")
 
 
 def main() -> None:

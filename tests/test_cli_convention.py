@@ -25,6 +25,7 @@ from tests.shards.helpers import write_photo, write_synthetic_set
 PACKAGES = ("common", "shards", "generate", "train", "evaluate", "experiments")
 DRAW_NO_PROGRESS = {"python -m shards", "python -m shards info", "python -m shards show", "python -m shards hollow",
                     "python -m shards subset", "python -m shards merge", "python -m generate.verify", "python -m evaluate", "python -m evaluate report",
+                    "python -m evaluate export",
                     "python -m experiments.silhouettes"}
 
 

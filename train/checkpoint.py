@@ -17,7 +17,7 @@ from torch import nn
 
 from common.errors import UserError
 from common.files import write_bytes_atomic
-from train.models import BACKBONES, build_encoder
+from train.models import BACKBONES, ModelConfigError, build_encoder, check_backbone
 
 ENCODER_PREFIX = "encoder."  # the encoder's weights inside the model's state_dict
 REQUIRED_CONFIG = ("backbone", "small_images", "crop_size", "image_size")
@@ -80,9 +80,13 @@ def _check_config(config: Any, path: Path) -> None:
     if missing:
         raise CheckpointError(f"{path} has no {', '.join(missing)} in its config, so it was not written "
                               "by train/main.py.")
-    if not isinstance(config["backbone"], str) or config["backbone"] not in BACKBONES:
-        raise CheckpointError(f"{path} names backbone {config['backbone']!r} in its config, which is none of "
-                              f"{', '.join(BACKBONES)}.")
+    if not isinstance(config["backbone"], str):
+        raise CheckpointError(f"{path} names backbone {config['backbone']!r} in its config, which is not a name.")
+    try:
+        check_backbone(config["backbone"])
+    except ModelConfigError as error:
+        raise CheckpointError(f"{path} names backbone {config['backbone']!r} in its config, which cannot be "
+                              f"built: {error}") from None
     sizes = [key for key in ("crop_size", "image_size")
              if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1]
     if sizes:

@@ -11,7 +11,7 @@ from common.errors import UserError
 from common.numbers import FiniteFloatRange, WholeNumberRange, seed_range
 from common.yaml_files import YamlFileError, read_yaml
 from shards.cli import allow_pipe_option
-from train.models import BACKBONES
+from train.models import BACKBONES, TIMM_PREFIX, ModelConfigError, check_backbone
 from train.optim import OPTIMIZERS, WARMUP_SYNTAX, OptimizerConfigError, Warmup, parse_warmup
 
 METHODS = ("simclr", "supcon", "multipos")
@@ -43,6 +43,18 @@ class WarmupType(click.ParamType):
         try:
             return parse_warmup(value)
         except OptimizerConfigError as error:
+            self.fail(str(error), param, ctx)
+
+
+class BackboneType(click.ParamType):
+    """``--backbone``: one of BACKBONES, or ``timm:NAME`` for any model timm knows."""
+
+    name = f"[{'|'.join(sorted(BACKBONES))}|{TIMM_PREFIX}NAME]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return check_backbone(str(value))
+        except ModelConfigError as error:
             self.fail(str(error), param, ctx)
 
 
@@ -101,8 +113,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Run folder: config, provenance, metrics.jsonl and checkpoints."),
         click.option("--method", type=click.Choice(METHODS), default="simclr",
                      help="Positives: views of a group (simclr), same class (supcon), all M views (multipos)."),
-        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="resnet18",
-                     help="Encoder, trained from scratch: torchvision ResNets, or convnet-small for CPU-scale runs."),
+        click.option("--backbone", type=BackboneType(), default="resnet18",
+                     help="Encoder, trained from scratch: torchvision ResNets, convnet-small for CPU-scale runs, "
+                          "or timm:NAME, any timm model (timm:vit_small_patch16_224; README \"Backbones\")."),
         click.option("--small-images/--imagenet-stem", default=None,
                      help="3x3 stride-1 stem without max-pool [default: on for crops of 64 px and less]."),
         click.option("--projection-dim", type=WholeNumberRange(1, MAX_PROJECTION_DIM), default=128,

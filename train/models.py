@@ -1,4 +1,5 @@
-"""Encoders (torchvision ResNets without their classifier, a small ConvNet) and the projection head."""
+"""Encoders (torchvision ResNets without their classifier, a small ConvNet, any timm model as
+``timm:NAME``) and the projection head."""
 
 from __future__ import annotations
 
@@ -83,10 +84,44 @@ BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, int]]] = {
 }
 
 
+TIMM_PREFIX = "timm:"
+
+
+def check_backbone(backbone: str) -> str:
+    """The backbone's name as given, or ModelConfigError in one sentence."""
+    if backbone in BACKBONES:
+        return backbone
+    if not backbone.startswith(TIMM_PREFIX):
+        raise ModelConfigError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)} or "
+                               f"{TIMM_PREFIX}NAME (any model of timm).")
+    try:
+        import timm  # imported only for timm backbones: it takes seconds
+    except ImportError:
+        raise ModelConfigError(f"--backbone {backbone} needs timm; pip install timm.") from None
+    if not timm.is_model(backbone[len(TIMM_PREFIX):]):
+        raise ModelConfigError(f"timm has no model {backbone[len(TIMM_PREFIX):]!r}; timm.list_models() lists them.")
+    return backbone
+
+
+def build_timm(name: str) -> tuple[nn.Module, int]:
+    """A timm model with timm's own initialisation and no classifier (num_classes=0: its pooled
+    features). Vision transformers take any image size (dynamic_img_size interpolates their position
+    embeddings), so their weights keep timm's shapes and load into ``timm.create_model(name,
+    num_classes=0)``; the models that have no such option are built without it."""
+    import timm
+
+    try:
+        network = timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
+    except TypeError:  # a convolutional network: any image size already
+        network = timm.create_model(name, pretrained=False, num_classes=0)
+    return network, network.num_features
+
+
 def build_encoder(backbone: str, small_images: bool) -> tuple[nn.Module, int]:
-    """A randomly initialised backbone whose output is its pooled features, and their dimension."""
-    if backbone not in BACKBONES:
-        raise ModelConfigError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+    """A randomly initialised backbone whose output is its pooled features, and their dimension;
+    ``small_images`` chooses the stem of the torchvision ResNets (timm models are timm's)."""
+    if check_backbone(backbone).startswith(TIMM_PREFIX):
+        return build_timm(backbone[len(TIMM_PREFIX):])
     return BACKBONES[backbone](small_images)
 
 

@@ -108,7 +108,7 @@ def test_every_backbone_builds_on_the_meta_device(backbone: str, small_images: b
 
 def test_unknown_backbone_names_the_choices() -> None:
     with pytest.raises(ModelConfigError,
-                       match="Unknown backbone 'vit'; choose one of resnet18, resnet50, convnet-small."):
+                       match="Unknown backbone 'vit'; choose one of resnet18, resnet50, convnet-small or timm:NAME"):
         build_model("vit", small_images=True)
     assert issubclass(ModelConfigError, UserError)  # what every command line reports in one sentence
 
