@@ -108,3 +108,10 @@ def test_a_derived_set_is_rendered_again_through_its_parents(tmp_path):
                              "--parent", tmp_path / "a", "--out", tmp_path / "x")
     assert_clean_failure(swapped, f"--parent {tmp_path / 'b'} has a manifest of sha256")
     assert not (tmp_path / "x").exists()
+
+
+def test_job_array_tasks_rebuild_the_set_together(tmp_path):
+    generate(tmp_path / "set", *SMALL)
+    for task in range(2):
+        generate(tmp_path / "again", "--like", tmp_path / "set", "--shard-index", task, "--num-shards", 2)
+    assert shard_files(tree_digest(tmp_path / "again")) == shard_files(tree_digest(tmp_path / "set"))

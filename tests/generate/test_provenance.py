@@ -6,8 +6,14 @@ import hashlib
 import json
 import shutil
 
-from shards.reader import open_set
-from generate.provenance import sample_anchors
+import torch
+
+from generate.encoding import encode_jpeg
+from generate.generators import GeneratorOptions, make_generator
+from generate.job import JobConfig
+from generate.like import settings_of
+from generate.provenance import check_group, sample_anchors
+from shards.reader import decode_view, open_set
 from tests.cli import assert_clean_failure, run_module
 from tests.generate.test_job import generate
 
@@ -50,3 +56,22 @@ def test_a_genuine_set_passes_and_a_shard_of_another_seed_is_named(tmp_path):
     named = [line for line in forged.stdout.splitlines() if line.startswith("anchor ")]
     assert named and all("(shard-000002.tar): its latents are not those of the manifest's seed" in line
                          for line in named)
+
+
+def test_views_from_another_stack_pass_within_the_tolerance_and_fail_on_the_same_stack(tmp_path):
+    generate(tmp_path / "set", *SET, "--seed", 3)
+    shard_set = open_set(str(tmp_path / "set"))
+    generator = make_generator("deadleaves", GeneratorOptions(weights=None, device=torch.device("cpu"),
+                                                               truncation=1.0, resolution=16))
+    settings = settings_of(shard_set.manifest, None)
+    config = JobConfig(generator="deadleaves", n_anchors=12, views=settings.views, classes=settings.classes,
+                       seed=3, image_size=16, quality=95, groups_per_shard=3, batch_size=8, out=tmp_path)
+    group = next(iter(shard_set))
+    assert check_group(generator, config, group, exact=True, tolerance=0.0, shard="s") is None
+    # Another stack's rounding, imitated by one level more in every pixel of one view.
+    pixels = decode_view(group.views[1]).add(1).clamp(0, 255).to(torch.uint8)
+    group.views[1] = encode_jpeg(pixels, 95)
+    same_stack = check_group(generator, config, group, exact=True, tolerance=0.0, shard="s")
+    assert same_stack is not None and "on average" in same_stack.message
+    assert check_group(generator, config, group, exact=False, tolerance=3.0, shard="s") is None
+    assert check_group(generator, config, group, exact=False, tolerance=0.1, shard="s") is not None

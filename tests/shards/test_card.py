@@ -44,6 +44,7 @@ def test_mlcroissant_validates_the_set_and_lists_its_groups(tmp_path, monkeypatc
     monkeypatch.setattr(constants, "DOWNLOAD_PATH", epath.Path(tmp_path / "cache" / "download"))
     manifest = write_synthetic_set(tmp_path / "set", groups=6, groups_per_shard=4)
     dataset = mlcroissant.Dataset(jsonld=str(tmp_path / "set" / "croissant.json"))
+    assert not dataset.metadata.ctx.issues.errors
     files = {node.name: node.sha256 for node in dataset.metadata.distribution if node.name.endswith(".tar")}
     assert files == {row["name"]: row["sha256"] for row in manifest["shards"]}
     records = list(dataset.records("groups"))
