@@ -207,6 +207,15 @@ def render_parent(source: dict, folder: Path, only: frozenset[int], walks: Path 
     run_job(model, config, Partition(only=only), runtime.command, show_progress=runtime.progress)
 
 
+def render_derived(source: dict, parents: tuple[str, ...], out: Path, walks: Path | None, runtime: Runtime) -> None:
+    """Render a derived set again through its parents, and check it is the manifest's."""
+    recipe = regenerate_derived(source, parents, out, partial(render_parent, walks=walks, runtime=runtime),
+                                runtime.command)
+    check_recipe(source, recipe)
+    report_differences(source, out, list(range(len(source["shards"]))))
+    click.echo(f"Shard set complete: {out} ({source['groups']} groups, derived again from its parents).")
+
+
 def build_job(settings: Settings, options: GeneratorOptions, batch_size: int | str, out: Path, encoder: str,
               source: dict | None = None) -> tuple[Generator, JobConfig]:
     """The generator and the job of ``settings``; with the ``source`` manifest they are checked to
@@ -347,13 +356,9 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
                       cudnn_benchmark=cudnn_benchmark, compile=compile_network, progress=progress,
                       command=recorded_command(sys.argv[1:]))
     if source is not None and "lineage" in source:
-        if only_shards is not None or num_shards > 1 or partition.count > 1:
+        if only_shards is not None or partition.count > 1:
             exit_with("A derived set is rendered whole, in one process: drop --shards, --num-shards and torchrun.")
-        recipe = regenerate_derived(source, parents, out, partial(render_parent, walks=walks, runtime=runtime),
-                                    runtime.command)
-        check_recipe(source, recipe)
-        report_differences(source, out, list(range(len(source["shards"]))))
-        click.echo(f"Shard set complete: {out} ({source['groups']} groups, derived again from its parents).")
+        render_derived(source, parents, out, walks, runtime)
         return
     model, config = build_job(settings, runtime.options(settings), batch_size, out, runtime.encoder, source)
     if only_shards is not None:

@@ -43,6 +43,10 @@ def main(location: str, regenerate: int, weights: Path | None, walks: Path | Non
          device: str) -> None:
     """Render some groups of a set again from its manifest and compare latents, classes and views."""
     source = read_source(location)
+    if "lineage" in source:
+        exit_with(f"{location} was derived from other sets (python -m shards {source['lineage'].get('operation')}), "
+                  "so its groups are rendered by its parents' recipes: check them with --regenerate, and this set "
+                  "with python -m shards verify.")
     settings = settings_of(source, walks)
     torch_device = choose_device(device)
     options = GeneratorOptions(weights=weights, device=torch_device, truncation=settings.views.truncation,

@@ -13,8 +13,10 @@ from generate.generators import GeneratorOptions, make_generator
 from generate.job import JobConfig
 from generate.like import settings_of
 from generate.provenance import check_group, sample_anchors
+from generate.verify import main as verify_main
+from shards.cli import cli as shards_cli
 from shards.reader import decode_view, open_set
-from tests.cli import assert_clean_failure, run_module
+from tests.cli import assert_clean_failure, run_in_process, run_module
 from tests.generate.test_job import generate
 
 SET = ["--n-anchors", 12, "--views", 2, "--image-size", 16, "--groups-per-shard", 3]
@@ -75,3 +77,11 @@ def test_views_from_another_stack_pass_within_the_tolerance_and_fail_on_the_same
     assert same_stack is not None and "on average" in same_stack.message
     assert check_group(generator, config, group, exact=False, tolerance=3.0, shard="s") is None
     assert check_group(generator, config, group, exact=False, tolerance=0.1, shard="s") is not None
+
+
+def test_a_derived_set_is_sent_to_its_parents(tmp_path):
+    generate(tmp_path / "set", *SET)
+    assert run_in_process(shards_cli, "python -m shards", "subset", tmp_path / "set", tmp_path / "some",
+                          "--groups", 4).returncode == 0
+    result = run_in_process(verify_main, "python -m generate.verify", tmp_path / "some", "--regenerate", 2)
+    assert_clean_failure(result, "was derived from other sets (python -m shards subset)")
