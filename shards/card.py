@@ -42,7 +42,7 @@ def size_category(groups: int) -> str:
 
 
 def pretty_name(manifest: dict[str, Any]) -> str:
-    origin = (manifest.get("generator") or {}).get("name") or "real images"
+    origin = _generator(manifest).get("name") or "real images"
     return f"genviews {origin} set {manifest.get('set_id', '')}".replace("  ", " ").strip()
 
 
@@ -75,7 +75,7 @@ def _origin(manifest: dict[str, Any]) -> list[str]:
     lines = [f"Command: `{command}` (genviews {made_by.get('package_version', UNKNOWN)}, git "
              f"{made_by.get('git_commit', UNKNOWN)}, torch {made_by.get('torch_version', UNKNOWN)}).",
              f"Licence of the set: {manifest.get('license') or UNKNOWN + ' (its maker stated none)'}."]
-    generator = manifest.get("generator")
+    generator = _generator(manifest)
     if not generator:
         return [*lines, f"Source folder: `{manifest.get('source', UNKNOWN)}`."]
     method = manifest.get("view_method") or {}
@@ -90,6 +90,12 @@ def _origin(manifest: dict[str, Any]) -> list[str]:
             f"; seed {manifest.get('seed')}: every anchor's class, latent and views come from (seed, anchor).",
             "Regenerate it, or fill a hollow copy, from its manifest: `python -m generate --like SET --out DIR "
             "[--weights DIR]`; spot-check it: `python -m shards verify SET --regenerate 8`."]
+
+
+def _generator(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The generator's fields; none for a real set (its generator is null, or, in an old manifest, text)."""
+    generator = manifest.get("generator")
+    return generator if isinstance(generator, dict) else {}
 
 
 def _classes(manifest: dict[str, Any]) -> str:

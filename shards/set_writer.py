@@ -117,14 +117,15 @@ class SetWriter:
             return False
         if not out.is_dir():
             raise ShardSetError(f"{out} exists and is not a folder.")
-        # A card is the set's only beside its manifest: a folder's own README.md is never overwritten.
-        has_manifest = (out / MANIFEST_NAME).is_file()
-        foreign = sorted(path.name for path in out.iterdir() if not belongs_to_a_set(path.name)
-                         or (not has_manifest and path.name in CARD_FILES))
+        # A card is the set's only beside the set's other files: a folder's own README.md is never
+        # overwritten.
+        names = [path.name for path in out.iterdir()]
+        a_set = any(belongs_to_a_set(name) and name not in CARD_FILES for name in names)
+        foreign = sorted(name for name in names if not belongs_to_a_set(name) or (not a_set and name in CARD_FILES))
         if foreign:
             raise ShardSetError(f"{out} holds files that are not part of a shard set "
                                 f"({', '.join(foreign[:3])}); choose an empty or new folder.")
-        if has_manifest:
+        if (out / MANIFEST_NAME).is_file():
             existing = _manifest_set_id(out / MANIFEST_NAME)
             if existing != self.set_id:
                 raise self._different_set(existing)
