@@ -49,7 +49,7 @@ MAX_LATENT_SCALE = 100.0  # --sigma and --truncation: latents are standard norma
 # The options whose values the manifest records: --like reads them all from it instead.
 RECIPE_OPTIONS = ("generator", "n_anchors", "views", "view_method", "sigma", "steer_range", "steer_directions",
                   "preserve_norm", "truncation", "classes", "seed", "image_size", "quality", "groups_per_shard",
-                  "precision", "license", "description")
+                  "precision", "license", "description", "sampling_steps", "guidance")
 
 
 class CountType(click.ParamType):
@@ -160,7 +160,8 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
                           walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
                           preserve_norm: bool, truncation: float, classes: str | None, seed: int,
                           image_size: int | None, quality: int, groups_per_shard: int,
-                          precision: str | None, license: str, description: str | None) -> Settings:
+                          precision: str | None, license: str, description: str | None,
+                          sampling_steps: int | None = None, guidance: float | None = None) -> Settings:
     """The content settings as the flags give them, refused in one sentence before weights load."""
     check_shard_count(n_anchors, groups_per_shard)
     if (steer_range or steer_directions) and walks is None:
@@ -174,7 +175,8 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
     check_latent_scales(sigma, truncation)
     return Settings(generator=generator, n_anchors=n_anchors, views=view_spec, classes=classes, seed=seed,
                     image_size=image_size, quality=quality, groups_per_shard=groups_per_shard,
-                    precision=precision, walks=loaded, license=license, description=description)
+                    precision=precision, walks=loaded, license=license, description=description,
+                    sampling_steps=sampling_steps, guidance=guidance)
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,8 @@ class Runtime:
                                 resolution=settings.image_size,
                                 precision=settings.precision or default_precision(self.device),
                                 channels_last=self.channels_last, cudnn_benchmark=self.cudnn_benchmark,
-                                compile=self.compile)
+                                compile=self.compile, sampling_steps=settings.sampling_steps,
+                                guidance=settings.guidance)
 
 
 def render_parent(source: dict, folder: Path, only: frozenset[int], walks: Path | None, runtime: Runtime) -> None:
@@ -228,6 +231,9 @@ def build_job(settings: Settings, options: GeneratorOptions, batch_size: int | s
         check_weights(source, getattr(model, "weights_sha256", None), options.weights)
     if settings.walks is not None:
         check_generator(settings.walks, settings.generator, model)
+    if (settings.sampling_steps, settings.guidance) != (None, None) and not hasattr(model, "sampler"):
+        exit_with(f"--sampling-steps and --guidance drive a diffusion sampler; generator {settings.generator!r} "
+                  "has none, so drop them.")
     settings.views.check(conditional=model.num_classes > 0)
     size = settings.image_size or model.resolution
     if batch_size == "auto":
@@ -257,9 +263,11 @@ def report_differences(source: dict, out: Path, shards: list[int]) -> None:
 
 @commands.command()
 @click.option("--generator", default=DEFAULT_GENERATOR,
-              help="Registered generator (deadleaves, biggan-deep-128/256/512) or package.module:factory.")
+              help="Registered generator (deadleaves, biggan-deep-128/256/512, dit-xl-2-256/512, diffusers) or "
+                   "package.module:factory.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="Folder with config.json and pytorch_model.bin (BigGAN); default: the package cache.")
+              help="Folder with config.json and pytorch_model.bin (BigGAN), or a diffusers pipeline folder (dit-xl-2-*, "
+                   "diffusers); default: the package cache (BigGAN).")
 @click.option("--n-anchors", type=CountType(), default=None,
               help="Number of anchor groups to render, e.g. 2000, 130k, 1.3M (required unless --like).")
 @click.option("--views", type=click.IntRange(1, MAX_VIEWS), default=None,
@@ -295,6 +303,11 @@ def report_differences(source: dict, out: Path, shards: list[int]) -> None:
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Numeric precision of the generator (recorded in the manifest unless fp32) "
                    "[default: bf16 on CUDA, fp32 on the CPU].")
+@click.option("--sampling-steps", type=click.IntRange(1, 1000), default=None,
+              help="Denoising steps of a diffusion generator's DDIM sampler [default: 50].")
+@click.option("--guidance", type=float, default=None,
+              help="Classifier-free guidance scale of a diffusion generator, 1 for none [default: 1.5, the "
+                   "DiT paper's, for models with a null class (DiT); 1 for others].")
 @click.option("--jpeg-encoder", type=click.Choice(JPEG_ENCODERS), default="auto",
               help="Where images are JPEG-encoded: PIL threads on the CPU, or nvJPEG on the GPU "
                    "that rendered them; auto picks the rendering device's.")
@@ -331,7 +344,7 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
          sigma: float, walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
          preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
          quality: int, groups_per_shard: int, batch_size: int | str, device: str,
-         precision: str | None, jpeg_encoder: str, channels_last: bool, cudnn_benchmark: bool,
+         precision: str | None, sampling_steps: int | None, guidance: float | None, jpeg_encoder: str, channels_last: bool, cudnn_benchmark: bool,
          compile_network: bool, out: Path, license: str, description: str | None, like: str | None,
          parents: tuple[str, ...], only_shards: str | None, shard_index: int, num_shards: int,
          progress: bool) -> None:
@@ -347,7 +360,8 @@ def main(generator: str, weights: Path | None, n_anchors: int, views: int | None
     else:
         settings = settings_from_options(generator, n_anchors, views, view_method, sigma, walks, steer_range,
                                          steer_directions, preserve_norm, truncation, classes, seed, image_size,
-                                         quality, groups_per_shard, precision, license, description)
+                                         quality, groups_per_shard, precision, license, description,
+                                         sampling_steps, guidance)
     if parents and (source is None or "lineage" not in source):
         exit_with("--parent gives the parents of a derived set; it needs --like with a subset or a merge.")
     torch_device = choose_device(device)

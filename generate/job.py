@@ -106,6 +106,9 @@ def build_recipe(generator: Generator, config: JobConfig) -> dict[str, Any]:
     precision = precision_of(generator)
     if precision != FULL_PRECISION:  # fp32 sets keep the recipe, and so the set id, they always had
         recipe["generator"]["precision"] = precision
+    sampler = getattr(generator, "sampler", None)
+    if sampler is not None:  # a diffusion generator's steps and guidance; other sets keep their recipe
+        recipe["generator"]["sampler"] = dict(sampler)
     return recipe
 
 

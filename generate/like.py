@@ -46,6 +46,8 @@ class Settings:
     walks: Walks | None
     license: str  # the set's, for its card
     description: str | None
+    sampling_steps: int | None = None  # a diffusion generator's sampler; None: its default
+    guidance: float | None = None
 
 
 def read_source(like: str) -> dict[str, Any]:
@@ -76,6 +78,7 @@ def settings_of(manifest: dict[str, Any], walks_path: Path | None) -> Settings:
     """The settings that made ``manifest``'s set; the walk file, when its views are steered."""
     generator, method = manifest["generator"], dict(manifest.get("view_method") or {"name": "none"})
     walks = _recorded_walks(method, walks_path)
+    sampler = generator.get("sampler") or {}
     views = ViewSpec(method=method["name"], views=manifest["views"], sigma=method.get("sigma", 0.0),
                      truncation=generator["truncation"], preserve_norm=method.get("preserve_norm", False),
                      steering=_steering(method, walks) if walks else None)
@@ -84,7 +87,8 @@ def settings_of(manifest: dict[str, Any], walks_path: Path | None) -> Settings:
                     image_size=manifest["image"]["size"], quality=manifest["image"]["quality"],
                     groups_per_shard=manifest["groups_per_shard"],
                     precision=generator.get("precision", FULL_PRECISION), walks=walks,
-                    license=manifest.get("license", UNKNOWN_LICENSE), description=manifest.get("description"))
+                    license=manifest.get("license", UNKNOWN_LICENSE), description=manifest.get("description"),
+                    sampling_steps=sampler.get("steps"), guidance=sampler.get("guidance"))
 
 
 def _recorded_walks(method: dict[str, Any], walks_path: Path | None) -> Walks | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from generate.generators import biggan, cgan, deadleaves
+from generate.generators import biggan, cgan, deadleaves, diffusion
 from generate.generators.base import (Factory, Generator, GeneratorError, GeneratorOptions, check_generator,
                                       check_images)
 from generate.generators.runtime import apply_process_settings, check_runtime
@@ -22,6 +22,7 @@ REGISTRY: dict[str, Factory] = {
     "deadleaves-camera": deadleaves.make_deadleaves_camera,
     "cgan": cgan.make_cgan,
     **{name: biggan.factory(name) for name in biggan.MODELS},
+    **{name: diffusion.factory(name) for name in (*diffusion.MODELS, diffusion.GENERIC)},
 }
 DEFAULT_GENERATOR = "deadleaves"
 

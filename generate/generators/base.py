@@ -47,6 +47,9 @@ class GeneratorOptions:
     channels_last: bool = False
     cudnn_benchmark: bool = False
     compile: bool = False
+    # Diffusion samplers (generate.generators.diffusion); None: the generator's default. Others ignore them.
+    sampling_steps: int | None = None
+    guidance: float | None = None
 
 
 Factory = Callable[[GeneratorOptions], Generator]

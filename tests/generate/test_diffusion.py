@@ -1,0 +1,99 @@
+"""Diffusion generators: a tiny random-weight DiT and VAE saved in the diffusers layout and loaded
+through the same path as real weights (``from_pretrained`` of a local folder, safetensors only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from generate.cli import main as generate_main
+from generate.encoding import encode_jpeg
+from generate.generators import GeneratorOptions, make_generator
+from shards import open_set
+from shards.verify import verify_set
+
+CPU = torch.device("cpu")
+STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def tiny_dit(tmp_path_factory) -> Path:
+    """A 5-class DiT on 4x8x8 latents with a 16-pixel VAE, as DiTPipeline.save_pretrained writes it."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                        num_layers=1, sample_size=8, patch_size=2, num_embeds_ada_norm=5,
+                                        norm_num_groups=4)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
+                        norm_num_groups=4, layers_per_block=1, sample_size=16)
+    folder = tmp_path_factory.mktemp("diffusion") / "tiny-dit"
+    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler()).save_pretrained(folder)
+    return folder
+
+
+def invoke(out: Path, *args: object):
+    return CliRunner().invoke(generate_main, ["--out", str(out), "--no-progress", *map(str, args)])
+
+
+def generate(out: Path, *args: object) -> dict:
+    result = invoke(out, "--n-anchors", 8, "--views", 3, "--sampling-steps", STEPS, "--groups-per-shard", 4, *args)
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "manifest.json").read_text())
+
+
+def refused(out: Path, *args: object) -> str:
+    result = invoke(out, "--n-anchors", 2, *args)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    message = result.output.strip()
+    assert "Traceback" not in message and "\n" not in message and message.endswith("."), message
+    return message
+
+
+def test_a_set_verifies_records_its_sampler_and_ignores_the_batch_size(tiny_dit, tmp_path):
+    small = generate(tmp_path / "a", "--generator", "diffusers", "--weights", tiny_dit, "--batch-size", 2)
+    generate(tmp_path / "b", "--generator", "dit-xl-2-256", "--weights", tiny_dit, "--batch-size", 8)
+    assert verify_set(tmp_path / "a").intact
+    assert small["generator"]["latent_dim"] == 4 * 8 * 8 and small["generator"]["resolution"] == 16
+    assert small["generator"]["sampler"] == {"name": "ddim", "eta": 0.0, "steps": STEPS, "guidance": 1.5}
+    for shard in ("shard-000000.tar", "shard-000001.tar"):
+        assert (tmp_path / "a" / shard).read_bytes() == (tmp_path / "b" / shard).read_bytes()
+
+
+def test_every_stored_view_is_the_render_of_its_stored_latent(tiny_dit, tmp_path):
+    generate(tmp_path / "set", "--generator", "diffusers", "--weights", tiny_dit, "--sigma", 0.5, "--guidance", 2)
+    shard_set = open_set(str(tmp_path / "set"))
+    generator = make_generator("diffusers", GeneratorOptions(weights=tiny_dit, device=CPU, truncation=1.0,
+                                                             sampling_steps=STEPS, guidance=2.0))
+    for group in shard_set:
+        classes = torch.full((len(group.latents),), group.label)
+        images = generator(torch.from_numpy(group.latents), classes)
+        assert [encode_jpeg(view, shard_set.manifest["image"]["quality"]) for view in images] == group.views
+        assert len(set(group.views)) == len(group.views)
+
+
+def test_like_renders_the_same_bytes_with_the_recorded_sampler(tiny_dit, tmp_path):
+    generate(tmp_path / "a", "--generator", "diffusers", "--weights", tiny_dit, "--guidance", 3, "--n-anchors", 4)
+    result = invoke(tmp_path / "b", "--like", tmp_path / "a", "--weights", tiny_dit)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a" / "shard-000000.tar").read_bytes() == (tmp_path / "b" / "shard-000000.tar").read_bytes()
+
+
+def test_bad_input_is_one_sentence(tiny_dit, tmp_path):
+    assert "does not exist" in refused(tmp_path / "o1", "--generator", "dit-xl-2-256", "--weights", tmp_path / "no")
+    assert "facebook/DiT-XL-2-256" in refused(tmp_path / "o2", "--generator", "dit-xl-2-256")
+    no_vae = tmp_path / "no-vae"
+    shutil.copytree(tiny_dit, no_vae)
+    shutil.rmtree(no_vae / "vae")
+    assert "lacks its vae" in refused(tmp_path / "o3", "--generator", "diffusers", "--weights", no_vae)
+    (no_vae / "model_index.json").unlink()
+    assert "not a diffusers pipeline" in refused(tmp_path / "o4", "--generator", "diffusers", "--weights", no_vae)
+    assert "--guidance" in refused(tmp_path / "o5", "--generator", "diffusers", "--weights", tiny_dit,
+                                   "--guidance", "nan")
+    assert "diffusion sampler" in refused(tmp_path / "o6", "--generator", "deadleaves", "--sampling-steps", 4)
