@@ -91,23 +91,25 @@ class SetWriter:
 
     def finish(self, command: list[str]) -> bool:
         """Write the manifest once every shard has a record of this set, then the dataset card
-        (README.md and croissant.json, from the manifest); True when the set is complete.
+        (README.md and croissant.json, from the manifest) where it is missing; True when the set is
+        complete.
 
         Several processes may finish at once: the manifest's bytes are the same whoever writes them.
         """
-        if self.complete:
-            return True
-        if self.missing():
-            return False
-        if not self.has_manifest:
-            records = [read_record(self.out, index) for index in range(self.shard_count)]
-            write_json_atomic(self.out / MANIFEST_NAME, complete_manifest(self.recipe, records, command,
-                                                                           self.extra))
-        manifest = json.loads((self.out / MANIFEST_NAME).read_text())
-        write_card(self.out, manifest)
-        write_croissant(self.out, manifest)
-        remove_stale_temporaries(self.out)
-        self.complete = True
+        if not self.complete:
+            if self.missing():
+                return False
+            if not self.has_manifest:
+                records = [read_record(self.out, index) for index in range(self.shard_count)]
+                write_json_atomic(self.out / MANIFEST_NAME, complete_manifest(self.recipe, records, command,
+                                                                               self.extra))
+            remove_stale_temporaries(self.out)
+            self.complete = True
+        # Also for a set finished before cards, or by a process that stopped before its card.
+        if not all((self.out / name).is_file() for name in CARD_FILES):
+            manifest = json.loads((self.out / MANIFEST_NAME).read_text())
+            write_card(self.out, manifest)
+            write_croissant(self.out, manifest)
         return True
 
     def _check_destination(self) -> bool:

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from shards.cli import cli
 from shards.schema import ShardSetError
-from tests.shards.helpers import CLASSES, write_photo, write_synthetic_set
+from shards.set_writer import SetWriter
+from tests.shards.helpers import CLASSES, synthetic_recipe, write_photo, write_synthetic_set
 
 
 def card_header(folder) -> dict:
@@ -92,3 +93,12 @@ def test_a_folder_with_its_own_readme_is_refused_untouched(tmp_path):
     else:
         raise AssertionError("a folder holding its own README.md was written into")
     assert (tmp_path / "set" / "README.md").read_text() == "my notes"
+
+
+def test_a_set_finished_without_its_card_gets_it_when_finished_again(tmp_path):
+    write_synthetic_set(tmp_path / "set", groups=6, views=3, latent_dim=8, groups_per_shard=4)
+    card = {name: (tmp_path / "set" / name).read_bytes() for name in ("README.md", "croissant.json")}
+    for name in card:
+        (tmp_path / "set" / name).unlink()  # as a set made before cards, or a disk that filled up, leaves it
+    assert SetWriter(tmp_path / "set", synthetic_recipe(6, 3, 8, 4)).finish(["tests"])
+    assert {name: (tmp_path / "set" / name).read_bytes() for name in card} == card
