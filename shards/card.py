@@ -21,6 +21,12 @@ CLASSES_LISTED = 100  # class names printed on the card before "and N more"
 # Hugging Face size categories, by the number of rows (groups).
 SIZE_CATEGORIES = ((10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
                    (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"))
+LOADING = ("```python\nfrom glob import glob\nfrom datasets import load_dataset\n\n"
+           "groups = load_dataset(\"webdataset\", data_files={\"train\": sorted(glob(\"shard-*.tar\"))}, "
+           "split=\"train\")\n"
+           "group = groups[0]  # group[\"0.jpg\"] is the anchor image, group[\"cls\"] its class\n```\n\n"
+           "With genviews: `python -m shards verify SET`, then "
+           "`from shards import open_set; for group in open_set(\"SET\"): ...`.")
 CITATION = """@inproceedings{jahanian2022generative,
   title     = {Generative Models as a Data Source for Multiview Representation Learning},
   author    = {Jahanian, Ali and Puig, Xavier and Tian, Yonglong and Isola, Phillip},
@@ -60,7 +66,7 @@ def card_text(manifest: dict[str, Any]) -> str:
                 ("Multiview groups rendered by a generator for contrastive representation learning."
                  if synthetic else "Real images in the genviews shard-set format, one view per group."),
                 "## How it was made", *_origin(manifest), "## Classes", _classes(manifest), "## Counts",
-                _counts(manifest), "## Format", _format(manifest), "## How to load it", _loading(manifest),
+                _counts(manifest), "## Format", _format(manifest), "## How to load it", LOADING,
                 "## Citation", "The method of the paper whose sets these are:", f"```bibtex\n{CITATION}\n```"]
     return "\n".join(header) + "\n\n" + "\n\n".join(sections) + "\n"
 
@@ -116,20 +122,14 @@ def _counts(manifest: dict[str, Any]) -> str:
 
 
 def _format(manifest: dict[str, Any]) -> str:
+    last = manifest["views"] - 1
+    views = (f"`KEY.0.jpg` .. `KEY.{last}.jpg`: the anchor, then its positives" if last
+             else "`KEY.0.jpg`: the image")
     latents = "\n- `KEY.latents.npy`: float32 [views, latent_dim], the latent of every view" \
         if manifest["kind"] == "synthetic" else ""
     return (f"genviews shard-set format version {manifest.get('version')} (WebDataset tars). `manifest.json` "
             "lists every shard with its sha256; `croissant.json` describes the set in MLCommons Croissant. One "
             "sample is one anchor group, its key the 10-digit anchor index:\n"
-            f"- `KEY.0.jpg` .. `KEY.{manifest['views'] - 1}.jpg`: the anchor, then its positives{latents}\n"
+            f"- {views}{latents}\n"
             "- `KEY.cls`: the class index as text (absent when unlabelled)\n"
             "- `KEY.json`: per-group metadata (anchor, class, view method)")
-
-
-def _loading(manifest: dict[str, Any]) -> str:
-    return ("```python\nfrom glob import glob\nfrom datasets import load_dataset\n\n"
-            "groups = load_dataset(\"webdataset\", data_files={\"train\": sorted(glob(\"shard-*.tar\"))}, "
-            "split=\"train\")\n"
-            "group = groups[0]  # group[\"0.jpg\"] is the anchor image, group[\"cls\"] its class\n```\n\n"
-            "With genviews: `python -m shards verify SET`, then "
-            "`from shards import open_set; for group in open_set(\"SET\"): ...`.")
