@@ -1,7 +1,12 @@
-"""Training helps: an encoder trained by train/main.py recognises classes that its own step-0 checkpoint
+"""Training helps: an encoder trained by train/main.py recognises classes that its own untrained weights
 cannot. The photos are textures (stripes, dots, checks) in two colours drawn per image, so an untrained
 encoder's features are dominated by colour (kNN near chance), while SimCLR with colour augmentation
-learns the texture. The test asserts on the difference between the two checkpoints, not on a bar."""
+learns the texture. The test asserts on differences between checkpoints of one seed, not on a bar.
+
+Two untrained baselines: the step-0 checkpoint, and its twin that saw the same batches at a learning
+rate of 1e-9. The twin's weights are the step-0 weights, but its batch-norm statistics were measured on
+the data, which alone lifts kNN by about 13 points here: the trained encoder must beat both.
+Measured with seed 1 too: trained 71%."""
 
 from __future__ import annotations
 
@@ -18,8 +23,8 @@ from tests.cli import run_in_process
 from tests.train.test_main import SMALL, train_in_process
 
 TEXTURES = ("stripes", "dots", "checks")
-STEPS = 120
-MARGIN = 0.12  # measured: step 0 at 40%, 120 steps at 59% and 56% (seeds 0 and 1; chance 33%)
+STEPS = 150
+MARGIN = 0.12  # measured (seed 0, chance 33%): step 0 40%, its twin 53%, trained 73%
 
 
 def write_textures(root: Path, per_class: int, seed: int) -> Path:
@@ -55,13 +60,14 @@ def knn_top1(run: Path, textures: dict[str, Path]) -> float:
     return json.loads((run / "eval" / "knn" / "results.json").read_text())["top1"]
 
 
-def test_a_trained_encoder_beats_its_own_step_0_checkpoint(tmp_path, textures):
+def test_a_trained_encoder_beats_its_own_untrained_weights(tmp_path, textures):
     accuracy = {}
-    for steps in (0, STEPS):
-        run = tmp_path / f"steps-{steps}"
-        result = train_in_process("--data", textures["train"], "--out", run, "--steps", steps, "--batch-size", 16,
-                                  "--optimizer", "adamw", "--lr", 0.03, "--temperature", 0.2, "--warmup", 0,
+    # The twin needs only enough batches for its batch-norm statistics to settle (momentum 0.1).
+    for name, steps, lr in (("step 0", 0, 0.03), ("untrained twin", 40, 1e-9), ("trained", STEPS, 0.03)):
+        run = tmp_path / name.replace(" ", "-")
+        result = train_in_process("--data", textures["train"], "--out", run, "--steps", steps, "--batch-size", 32,
+                                  "--optimizer", "adamw", "--lr", lr, "--temperature", 0.2, "--warmup", 0,
                                   "--seed", 0, *SMALL)
         assert result.returncode == 0, result.stderr
-        accuracy[steps] = knn_top1(run, textures)
-    assert accuracy[STEPS] - accuracy[0] >= MARGIN, accuracy
+        accuracy[name] = knn_top1(run, textures)
+    assert accuracy["trained"] - max(accuracy["step 0"], accuracy["untrained twin"]) >= MARGIN, accuracy
