@@ -20,6 +20,7 @@ from generate.classes import select_classes
 from generate.encoding import JPEG_ENCODERS, choose_encoder
 from generate.generators import DEFAULT_GENERATOR, Generator, GeneratorOptions, make_generator
 from generate.generators.base import PRECISIONS
+from generate.generators.diffusion import NAMES as DIFFUSION_GENERATORS
 from generate.generators.runtime import default_precision, precision_of
 from generate.job import JobConfig, Partition, build_recipe, run_job
 from generate.derived import regenerate_derived
@@ -158,7 +159,7 @@ def refuse_recipe_options(context: click.Context) -> None:
 
 def settings_from_options(generator: str, n_anchors: int, views: int | None, view_method: str, sigma: float,
                           walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
-                          preserve_norm: bool, truncation: float, classes: str | None, seed: int,
+                          preserve_norm: bool | None, truncation: float, classes: str | None, seed: int,
                           image_size: int | None, quality: int, groups_per_shard: int,
                           precision: str | None, license: str, description: str | None,
                           sampling_steps: int | None = None, guidance: float | None = None) -> Settings:
@@ -169,8 +170,11 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
     loaded = load_walks(walks) if walks is not None else None
     view_spec = ViewSpec(method=view_method,
                          views=views if views is not None else (1 if view_method == "none" else 4),
-                         sigma=sigma, truncation=truncation, preserve_norm=preserve_norm,
+                         sigma=sigma, truncation=truncation, preserve_norm=bool(preserve_norm),
                          steering=steering(loaded, steer_range, steer_directions) if loaded else None)
+    if preserve_norm is None and generator in DIFFUSION_GENERATORS and view_spec.gaussian:
+        # A sampler reads initial noise with a longer norm as noisier than its first step: see the README.
+        view_spec = dataclasses.replace(view_spec, preserve_norm=True)
     view_spec.check(conditional=True)  # settings errors before any weights are loaded
     check_latent_scales(sigma, truncation)
     return Settings(generator=generator, n_anchors=n_anchors, views=view_spec, classes=classes, seed=seed,
@@ -284,8 +288,9 @@ def report_differences(source: dict, out: Path, shards: list[int]) -> None:
                    "instead of the walk file's; repeatable.")
 @click.option("--steer-directions", default=None, metavar="NAMES",
               help="Directions to steer along, e.g. zoom,shiftx [default: all in the walk file].")
-@click.option("--preserve-norm/--no-preserve-norm", default=False,
-              help="Gaussian views as (z + sigma*noise) / sqrt(1 + sigma^2), on the prior's shell.")
+@click.option("--preserve-norm/--no-preserve-norm", default=None,
+              help="Gaussian views as (z + sigma*noise) / sqrt(1 + sigma^2), on the prior's shell "
+                   "[default: on for gaussian views of diffusion generators (dit-xl-2-*, diffusers), else off].")
 @click.option("--truncation", type=float, default=1.0,
               help="Latents are truncated normals in [-2, 2] scaled by this (BigGAN truncation trick).")
 @click.option("--classes", default=None,
@@ -342,10 +347,10 @@ def report_differences(source: dict, out: Path, shards: list[int]) -> None:
 @reports_errors
 def main(generator: str, weights: Path | None, n_anchors: int, views: int | None, view_method: str,
          sigma: float, walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
-         preserve_norm: bool, truncation: float, classes: str | None, seed: int, image_size: int | None,
+         preserve_norm: bool | None, truncation: float, classes: str | None, seed: int, image_size: int | None,
          quality: int, groups_per_shard: int, batch_size: int | str, device: str,
-         precision: str | None, sampling_steps: int | None, guidance: float | None, jpeg_encoder: str, channels_last: bool, cudnn_benchmark: bool,
-         compile_network: bool, out: Path, license: str, description: str | None, like: str | None,
+         precision: str | None, sampling_steps: int | None, guidance: float | None, jpeg_encoder: str,
+         channels_last: bool, cudnn_benchmark: bool, compile_network: bool, out: Path, license: str, description: str | None, like: str | None,
          parents: tuple[str, ...], only_shards: str | None, shard_index: int, num_shards: int,
          progress: bool) -> None:
     """Render multiview groups (an anchor latent and its neighbours) into a WebDataset shard set."""

@@ -22,7 +22,7 @@ REGISTRY: dict[str, Factory] = {
     "deadleaves-camera": deadleaves.make_deadleaves_camera,
     "cgan": cgan.make_cgan,
     **{name: biggan.factory(name) for name in biggan.MODELS},
-    **{name: diffusion.factory(name) for name in (*diffusion.MODELS, diffusion.GENERIC)},
+    **{name: diffusion.factory(name) for name in diffusion.NAMES},
 }
 DEFAULT_GENERATOR = "deadleaves"
 

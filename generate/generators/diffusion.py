@@ -31,6 +31,7 @@ from generate.generators.runtime import FULL_PRECISION, autocast
 # Registered DiT names and the Hugging Face repositories their folders are saved from.
 MODELS = {"dit-xl-2-256": "facebook/DiT-XL-2-256", "dit-xl-2-512": "facebook/DiT-XL-2-512"}
 GENERIC = "diffusers"  # any unconditional or class-conditional pipeline folder
+NAMES = (*MODELS, GENERIC)
 DEFAULT_STEPS = 50
 MAX_STEPS = 1000  # DDIM cannot take more steps than the schedule has (1000 for DiT)
 DIT_GUIDANCE = 1.5  # the classifier-free guidance scale of the DiT paper's best FID

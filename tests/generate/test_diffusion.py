@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from generate.cli import main as generate_main
+from generate.cli import main as generate_main, settings_from_options
 from generate.encoding import encode_jpeg
 from generate.generators import GeneratorOptions, make_generator
 from shards import open_set
@@ -62,8 +62,18 @@ def test_a_set_verifies_records_its_sampler_and_ignores_the_batch_size(tiny_dit,
     assert verify_set(tmp_path / "a").intact
     assert small["generator"]["latent_dim"] == 4 * 8 * 8 and small["generator"]["resolution"] == 16
     assert small["generator"]["sampler"] == {"name": "ddim", "eta": 0.0, "steps": STEPS, "guidance": 1.5}
+    assert small["view_method"] == {"name": "gaussian", "sigma": 0.2, "preserve_norm": True}
     for shard in ("shard-000000.tar", "shard-000001.tar"):
         assert (tmp_path / "a" / shard).read_bytes() == (tmp_path / "b" / shard).read_bytes()
+
+
+@pytest.mark.parametrize("generator, method, asked, kept", [
+    ("dit-xl-2-256", "gaussian", None, True), ("diffusers", "gaussian", False, False),
+    ("diffusers", "independent", None, False), ("deadleaves", "gaussian", None, False)])
+def test_gaussian_views_of_diffusion_noise_keep_its_norm_by_default(generator, method, asked, kept):
+    settings = settings_from_options(generator, 8, 3, method, 0.2, None, (), None, asked, 1.0, None, 0, None,
+                                     95, 4, None, "unknown", None)
+    assert settings.views.preserve_norm is kept
 
 
 def test_every_stored_view_is_the_render_of_its_stored_latent(tiny_dit, tmp_path):
