@@ -159,8 +159,11 @@ def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | No
 @cli.command(short_help="Compare runs in one markdown table.",
              help="Print one markdown table comparing run folders (e.g. report runs/*).")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN...")
+@click.option("--curves", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw the runs' training curves (loss, learning rate, images/s, data-wait share) into "
+                   "this PNG [default: none].")
 @reports_errors
-def report(runs: tuple[Path, ...]) -> None:
+def report(runs: tuple[Path, ...], curves: Path | None) -> None:
     folders = [run for run in runs if run.is_dir()]
     for other in sorted(set(runs) - set(folders)):
         click.echo(f"warning: skipped {other}: {'not a folder' if other.exists() else 'it does not exist'}.",
@@ -168,6 +171,11 @@ def report(runs: tuple[Path, ...]) -> None:
     if not folders:
         exit_with("None of the given runs is a folder.")
     click.echo(report_table(folders))
+    if curves:
+        from evaluate.curves import draw_curves  # matplotlib, for this option only
+
+        drawn = draw_curves(folders, curves)
+        click.echo(f"Drew the training curves of {drawn} of {len(folders)} runs into {curves}.")
 
 
 @cli.command(short_help="Write a checkpoint's encoder alone, in safetensors.",

@@ -1,12 +1,14 @@
 """Contrastive training on shard sets: ``torchrun --nproc-per-node N train/main.py --data SET --out RUN``.
 
 ``python train/main.py ...`` runs the same code in one process. One readable loop; distributed
-set-up, logging and checkpoints live in small helpers (train/distributed.py, train/checkpoint.py).
+set-up, logging and checkpoints live in small helpers (train/distributed.py, train/logs.py,
+train/checkpoint.py).
 The run folder holds config.yaml (the resolved options and schedule), provenance.json,
-metrics.jsonl, last.pt (written at every epoch's end, at the last step and, with --save-every-steps,
-inside epochs: a run resumes at its step, see README "Preemption and resume") and, with --save-every,
-epoch-NNNN.pt. A run lasts --epochs whole epochs or --steps steps (whole epochs, the last one cut
-at the step); the learning rate warms up linearly over --warmup, then follows a cosine to 0.
+metrics.jsonl and the same numbers as TensorBoard events in tensorboard/, last.pt (written at every
+epoch's end, at the last step and, with --save-every-steps, inside epochs: a run resumes at its
+step, see README "Preemption and resume") and, with --save-every, epoch-NNNN.pt. A run lasts
+--epochs whole epochs or --steps steps (whole epochs, the last one cut at the step); the learning
+rate warms up linearly over --warmup, then follows a cosine to 0.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from tqdm import tqdm
 from common import commands
 from common.console import reports_errors
 from common.errors import UserError
-from common.files import append_line, make_folder, write_bytes_atomic, write_json_atomic
+from common.files import make_folder, write_bytes_atomic, write_json_atomic
 from common.provenance import provenance
 from common.yaml_files import dump_yaml
 from train import distributed
@@ -41,6 +43,7 @@ from train.checkpoint import load_checkpoint, save_checkpoint
 from train.config import resolve, training_options, training_recipe, upgrade_saved_config
 from train.data import Batch, DeviceAugment, build_loader, rank_batch_size
 from train.sources import check_shared_classes, open_sources, steps_per_epoch
+from train.logs import MetricsLog
 from train.losses import distributed_contrastive_loss
 from train.models import build_model
 from train.optim import Schedule, build_optimizer, lr_at, parse_warmup, plan_schedule, set_lr
@@ -241,7 +244,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
     supervised = config["method"] == "supcon"
     progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
                     disable=not (dist_info.is_main and config["progress"]))
-    metrics = out / "metrics.jsonl" if dist_info.is_main else None
+    metrics = MetricsLog(out, step if resume_state else None) if dist_info.is_main else None
     if resume_state and step >= total_steps and dist_info.is_main:
         click.echo(f"{out} is already trained to its last step ({total_steps}); nothing to do.")
     elif total_steps == 0 and dist_info.is_main:  # --steps 0: the untrained encoder, as a baseline
@@ -278,7 +281,7 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                           "data_wait_share": data_wait / elapsed,
                           "skipped": int(distributed.all_reduce_mean(float(skipped)) * world)}
                 if metrics:
-                    append_line(metrics, json.dumps(record))
+                    metrics.write(record)
                 progress.set_postfix(loss=f"{mean_loss:.3f}", images_per_s=f"{record['images_per_s']:.0f}")
                 window_start, data_wait, window_images, skipped = time.perf_counter(), 0.0, 0, 0
             progress.update(1)
@@ -298,6 +301,8 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
                 break
             wait_start = time.perf_counter()
     progress.close()
+    if metrics:
+        metrics.close()
     finished = distributed.all_gather_no_grad(torch.tensor([step], device=device)).tolist()
     if finished != [total_steps] * world:
         raise RuntimeError(f"ranks finished at steps {finished}, not all at {total_steps}")
