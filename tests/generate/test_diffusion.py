@@ -42,9 +42,14 @@ def invoke(out: Path, *args: object):
     return CliRunner().invoke(generate_main, ["--out", str(out), "--no-progress", *map(str, args)])
 
 
-def generate(out: Path, *args: object) -> dict:
+def run(out: Path, *args: object) -> None:
+    """8 groups of 3 views in 2 shards, sampled in STEPS steps."""
     result = invoke(out, "--n-anchors", 8, "--views", 3, "--sampling-steps", STEPS, "--groups-per-shard", 4, *args)
     assert result.exit_code == 0, result.output
+
+
+def generate(out: Path, *args: object) -> dict:
+    run(out, *args)
     return json.loads((out / "manifest.json").read_text())
 
 
@@ -65,6 +70,14 @@ def test_a_set_verifies_records_its_sampler_and_ignores_the_batch_size(tiny_dit,
     assert small["view_method"] == {"name": "gaussian", "sigma": 0.2, "preserve_norm": True}
     for shard in ("shard-000000.tar", "shard-000001.tar"):
         assert (tmp_path / "a" / shard).read_bytes() == (tmp_path / "b" / shard).read_bytes()
+
+
+def test_partitions_write_the_bytes_of_one_run(tiny_dit, tmp_path):
+    common = ("--generator", "diffusers", "--weights", tiny_dit, "--batch-size", 4)
+    whole = generate(tmp_path / "whole", *common)
+    run(tmp_path / "parts", *common, "--shard-index", 1, "--num-shards", 2)
+    parts = generate(tmp_path / "parts", *common, "--shard-index", 0, "--num-shards", 2)
+    assert parts["shards"] == whole["shards"]
 
 
 @pytest.mark.parametrize("generator, method, asked, kept", [
