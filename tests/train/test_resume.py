@@ -108,3 +108,12 @@ def test_a_run_killed_inside_an_epoch_resumes_on_another_number_of_ranks(tmp_pat
     # the steps before the kill are the reference's; after it, the same data on other ranks
     assert [record["loss"] for record in got[:saved]] == [record["loss"] for record in expected[:saved]]
     assert all(math.isfinite(record["loss"]) for record in got)
+
+
+def test_batch_norm_synchronised_on_cpu_ranks_is_refused_in_one_sentence(tmp_path, data):
+    result = subprocess.run(command(2, data, tmp_path / "run", "--sync-bn"), env=cli_env(), capture_output=True,
+                            text=True, timeout=600)
+    # torchrun reports a failed rank with its own traceback; none runs through the trainer's code
+    assert result.returncode != 0 and f'File "{REPO / "train"}' not in result.stderr
+    assert "--sync-bn needs CUDA devices (torch synchronises batch norm on GPUs only); drop it on CPU." in result.stderr
+    assert not (tmp_path / "run").exists()
