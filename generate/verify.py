@@ -50,7 +50,8 @@ def main(location: str, regenerate: int, weights: Path | None, walks: Path | Non
     settings = settings_of(source, walks)
     torch_device = choose_device(device)
     options = GeneratorOptions(weights=weights, device=torch_device, truncation=settings.views.truncation,
-                               resolution=settings.image_size, precision=settings.precision)
+                               resolution=settings.image_size, precision=settings.precision,
+                               sampling_steps=settings.sampling_steps, guidance=settings.guidance)
     generator, config = build_job(settings, options, batch_size=settings.views.views, out=Path(location),
                                   encoder="cpu", source=source)
     checked, problems = check_renders(open_set(location), generator, config, regenerate, seed, tolerance)

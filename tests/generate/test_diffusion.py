@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from generate.cli import main as generate_main, settings_from_options
 from generate.encoding import encode_jpeg
+from generate.verify import main as verify_main
 from generate.generators import GeneratorOptions, make_generator
 from shards import open_set
 from shards.verify import verify_set
@@ -70,6 +71,9 @@ def test_a_set_verifies_records_its_sampler_and_ignores_the_batch_size(tiny_dit,
     assert small["view_method"] == {"name": "gaussian", "sigma": 0.2, "preserve_norm": True}
     for shard in ("shard-000000.tar", "shard-000001.tar"):
         assert (tmp_path / "a" / shard).read_bytes() == (tmp_path / "b" / shard).read_bytes()
+    regenerated = CliRunner().invoke(verify_main, [str(tmp_path / "a"), "--regenerate", "2", "--weights",
+                                                   str(tiny_dit), "--device", "cpu"])
+    assert regenerated.exit_code == 0 and "2 groups rendered again match" in regenerated.output, regenerated.output
 
 
 def test_partitions_write_the_bytes_of_one_run(tiny_dit, tmp_path):
