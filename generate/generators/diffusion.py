@@ -176,7 +176,8 @@ def _read_index(folder: Path, advice: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise GeneratorError(f"{path} is not a JSON object of pipeline components.")
     components = {key: value for key, value in document.items()
-                  if not key.startswith("_") and isinstance(value, list) and value[0] is not None}
+                  if not key.startswith("_") and isinstance(value, list) and len(value) == 2
+                  and value[0] is not None}
     foreign = sorted(set(components) - set(DRIVEN_COMPONENTS))
     if foreign:
         raise GeneratorError(f"The pipeline in {folder} has {', '.join(foreign)}; genviews drives only "
@@ -210,7 +211,7 @@ def _load_pipeline(diffusers, folder: Path, index: dict[str, Any], advice: str) 
 def _load_component(diffusers, folder: Path, name: str, class_name: str, advice: str) -> torch.nn.Module:
     if not (folder / name).is_dir():
         raise GeneratorError(f"The pipeline folder {folder} lacks its {name} component; {advice}.")
-    model_class = getattr(diffusers, class_name, None)
+    model_class = getattr(diffusers, class_name, None) if isinstance(class_name, str) else None
     if not isinstance(model_class, type) or not issubclass(model_class, diffusers.ModelMixin):
         raise GeneratorError(f"The {name} of {folder} is a {class_name}, not a diffusers model.")
     try:  # safetensors only: nothing is unpickled

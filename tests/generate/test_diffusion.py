@@ -3,6 +3,7 @@ through the same path as real weights (``from_pretrained`` of a local folder, sa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from generate.cli import main as generate_main, settings_from_options
 from generate.encoding import encode_jpeg
 from generate.verify import main as verify_main
-from generate.generators import GeneratorOptions, make_generator
+from generate.generators import GeneratorError, GeneratorOptions, make_generator
 from shards import open_set
 from shards.verify import verify_set
 
@@ -124,3 +125,20 @@ def test_bad_input_is_one_sentence(tiny_dit, tmp_path):
     assert "--guidance" in refused(tmp_path / "o5", "--generator", "diffusers", "--weights", tiny_dit,
                                    "--guidance", "nan")
     assert "diffusion sampler" in refused(tmp_path / "o6", "--generator", "deadleaves", "--sampling-steps", 4)
+
+
+def test_an_unconditional_pixel_space_pipeline_is_a_generator_too(tmp_path):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 8),
+                       norm_num_groups=4, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "ddpm")
+    options = GeneratorOptions(weights=tmp_path / "ddpm", device=CPU, truncation=1.0, sampling_steps=STEPS)
+    generator = make_generator("diffusers", options)
+    assert (generator.latent_dim, generator.num_classes, generator.resolution) == (3 * 8 * 8, 0, 8)
+    latents = torch.randn(3, generator.latent_dim)
+    images = generator(latents, None)
+    assert torch.equal(images, torch.cat([generator(latents[:1], None), generator(latents[1:], None)]))
+    with pytest.raises(GeneratorError, match="no null class|has none"):
+        make_generator("diffusers", dataclasses.replace(options, guidance=2.0))
