@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from generate.cli import main as generate_main
 from tests.cli import PLUGIN, REPO, cli_env, kill_every_process_of
@@ -54,6 +55,12 @@ def logged_steps(run: Path) -> list[int]:
     return [json.loads(line)["step"] for line in lines if line.endswith("}")]
 
 
+def logged_losses(run: Path) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars("train/loss")]
+
+
 def train_and_kill(ranks: int, data: Path, run: Path, after_step: int) -> int:
     """Starts the run and SIGKILLs every process of it once it has logged ``after_step``; the step
     its last.pt holds."""
@@ -82,6 +89,8 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
     for name, weights in expected["model"].items():
         assert torch.equal(weights, resumed["model"][name]), f"{name} differs after the resume"
     assert logged_steps(run) == logged_steps(reference)
+    # the killed run's events past its checkpoint are purged: each step once, as uninterrupted
+    assert logged_losses(run) == logged_losses(reference)
 
 
 def read_metrics(run: Path) -> list[dict]:
