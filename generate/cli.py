@@ -20,7 +20,7 @@ from generate.classes import select_classes
 from generate.encoding import JPEG_ENCODERS, choose_encoder
 from generate.generators import DEFAULT_GENERATOR, Generator, GeneratorOptions, make_generator
 from generate.generators.base import PRECISIONS
-from generate.generators.diffusion import NAMES as DIFFUSION_GENERATORS
+from generate.generators.diffusion import MAX_STEPS, NAMES as DIFFUSION_GENERATORS
 from generate.generators.runtime import default_precision, precision_of
 from generate.job import JobConfig, Partition, build_recipe, run_job
 from generate.derived import regenerate_derived
@@ -308,7 +308,7 @@ def report_differences(source: dict, out: Path, shards: list[int]) -> None:
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Numeric precision of the generator (recorded in the manifest unless fp32) "
                    "[default: bf16 on CUDA, fp32 on the CPU].")
-@click.option("--sampling-steps", type=click.IntRange(1, 1000), default=None,
+@click.option("--sampling-steps", type=click.IntRange(1, MAX_STEPS), default=None,
               help="Denoising steps of a diffusion generator's DDIM sampler [default: 50].")
 @click.option("--guidance", type=float, default=None,
               help="Classifier-free guidance scale of a diffusion generator, 1 for none [default: 1.5, the "
