@@ -160,8 +160,8 @@ def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | No
              help="Print one markdown table comparing run folders (e.g. report runs/*).")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN...")
 @click.option("--curves", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also draw the runs' training curves (loss, learning rate, images/s, data-wait share) into "
-                   "this PNG [default: none].")
+              help="Also draw the runs' training curves (loss, learning rate, images/s, data-wait share, "
+                   "positives' similarity) into this PNG [default: none].")
 @reports_errors
 def report(runs: tuple[Path, ...], curves: Path | None) -> None:
     folders = [run for run in runs if run.is_dir()]

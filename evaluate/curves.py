@@ -1,5 +1,6 @@
 """``python -m evaluate report RUN... --curves FILE.png``: the training curves of several runs in one
-figure, read from each run's ``metrics.jsonl`` (loss, learning rate, images/s, data-wait share)."""
+figure, read from each run's ``metrics.jsonl`` (loss, learning rate, images/s, data-wait share,
+positives' similarity)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from common.files import write_bytes_atomic
 
-CURVES = {"loss": "loss", "lr": "learning rate", "images_per_s": "images/s", "data_wait_share": "data-wait share"}
+CURVES = {"loss": "loss", "lr": "learning rate", "images_per_s": "images/s", "data_wait_share": "data-wait share",
+          "positive_similarity": "positives' cosine similarity"}
 
 
 def read_metrics(run: Path) -> list[dict]:

@@ -78,3 +78,10 @@ def distributed_contrastive_loss(local_embeddings: torch.Tensor, local_labels: t
     labels = distributed.all_gather_no_grad(local_labels)
     start = distributed.rank() * len(local_labels)
     return contrastive_loss(embeddings, labels, temperature, anchors=slice(start, start + len(local_labels)))
+
+
+def positive_similarity(embeddings: torch.Tensor, views: int) -> torch.Tensor:
+    """The mean cosine similarity of each sample's first view to its other views (rows sample by
+    sample, ``views`` each): how close training has pulled a group's views together."""
+    unit = F.normalize(embeddings.unflatten(0, (-1, views)), dim=-1)
+    return (unit[:, :1] * unit[:, 1:]).sum(-1).mean()

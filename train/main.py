@@ -44,7 +44,7 @@ from train.config import resolve, training_options, training_recipe, upgrade_sav
 from train.data import Batch, DeviceAugment, build_loader, rank_batch_size
 from train.sources import check_shared_classes, open_sources, steps_per_epoch
 from train.logs import MetricsLog
-from train.losses import distributed_contrastive_loss
+from train.losses import distributed_contrastive_loss, positive_similarity
 from train.models import build_model
 from train.optim import Schedule, build_optimizer, lr_at, parse_warmup, plan_schedule, set_lr
 
@@ -170,8 +170,10 @@ def restore_rng(resume_state: dict[str, Any], rank: int, device: torch.device) -
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, *,
                   supervised: bool, temperature: float,
-                  precision: contextlib.AbstractContextManager, channels_last: bool) -> torch.Tensor:
-    """One optimisation step on a batch of B samples x M views; returns the (local) loss."""
+                  precision: contextlib.AbstractContextManager, channels_last: bool,
+                  stats: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """One optimisation step on a batch of B samples x M views; returns the (local) loss and puts
+    what the log shows of the step (the positives' similarity) in ``stats``."""
     device = next(model.parameters()).device
     images = normalize(batch.images.to(device, non_blocking=True).flatten(0, 1))
     if channels_last:
@@ -181,6 +183,8 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batc
     with precision:
         embeddings = model(images)
     loss = distributed_contrastive_loss(embeddings.float(), labels, temperature)
+    if stats is not None:
+        stats["positive_similarity"] = positive_similarity(embeddings.detach().float(), batch.images.shape[1])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -261,9 +265,10 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
             data_wait += time.perf_counter() - wait_start
             lr = lr_at(step, total_steps, schedule.warmup_steps, schedule.peak_lr)
             set_lr(optimizer, lr)
+            stats: dict[str, torch.Tensor] = {}
             loss = training_step(ddp_model, optimizer, batch, supervised=supervised,
                                  temperature=config["temperature"], precision=precision,
-                                 channels_last=channels_last)
+                                 channels_last=channels_last, stats=stats)
             step += 1
             nonfinite += (~torch.isfinite(loss)).float()
             window_images += batch.images.shape[0] * batch.images.shape[1] * world
@@ -271,14 +276,15 @@ def train(config: dict[str, Any], sources: list, dist_info: distributed.DistInfo
             epoch_end = step % steps_per_epoch == 0 or step == total_steps
             save = epoch_end or (config["save_every_steps"] and step % config["save_every_steps"] == 0)
             if step % config["log_every"] == 0 or save:  # a checkpoint comes after the nan check
-                mean_loss, bad_steps = distributed.all_reduce_mean(torch.stack([loss, nonfinite])).tolist()
+                mean_loss, bad_steps, similarity = distributed.all_reduce_mean(
+                    torch.stack([loss, nonfinite, stats["positive_similarity"]])).tolist()
                 if bad_steps:  # the same reduced value on every rank: all stop together
                     raise diverged_error(checked_step + 1, step, out, saved_step)
                 checked_step = step
                 elapsed = time.perf_counter() - window_start
                 record = {"step": step, "epoch": epoch, "loss": mean_loss, "lr": lr,
                           "images_per_s": window_images / elapsed,
-                          "data_wait_share": data_wait / elapsed,
+                          "data_wait_share": data_wait / elapsed, "positive_similarity": similarity,
                           "skipped": int(distributed.all_reduce_mean(float(skipped)) * world)}
                 if metrics:
                     metrics.write(record)

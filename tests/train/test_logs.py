@@ -10,7 +10,7 @@ from evaluate.cli import cli as evaluate_cli
 from tests.cli import run_in_process
 from tests.train.test_main import make_set, read_metrics, train_in_process
 
-CURVES = ("loss", "lr", "images_per_s", "data_wait_share")
+CURVES = ("loss", "lr", "images_per_s", "data_wait_share", "positive_similarity")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.losses import LossConfigError, contrastive_loss
+from train.losses import LossConfigError, contrastive_loss, positive_similarity
 
 
 def reference_loss(embeddings: torch.Tensor, labels: list[int], temperature: float) -> torch.Tensor:
@@ -122,3 +122,11 @@ def test_bad_arguments_raise_one_sentence(arguments: dict, message: str) -> None
     call = dict(embeddings=torch.randn(4, 3), labels=torch.tensor([0, 0, 1, 1]), temperature=0.1) | arguments
     with pytest.raises(LossConfigError, match=message):
         contrastive_loss(**call)
+
+
+def test_positive_similarity_compares_each_sample_s_first_view_with_its_others() -> None:
+    anchor = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    # two samples of three views: the first's views are the anchor scaled, the second's opposite
+    embeddings = torch.stack([anchor[0], 3 * anchor[0], anchor[0], anchor[1], -anchor[1], -anchor[1]])
+    assert positive_similarity(embeddings, views=3).item() == pytest.approx((1 + 1 - 1 - 1) / 4)
+    assert positive_similarity(torch.randn(8, 5), views=2).abs() <= 1
