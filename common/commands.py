@@ -31,6 +31,8 @@ def default_text(option: click.Parameter, context: click.Context) -> str | None:
         return "on" if default else "off"
     if isinstance(default, (list, tuple)):
         return ", ".join(str(item) for item in default) if default else None
+    if default == "":
+        return "none"  # an empty text option, e.g. a list not given
     if isinstance(default, enum.Enum):
         return str(default.value)
     return str(default)
