@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from generate.cli import choose_device
+from generate.render import choose_device
 from generate.generators import GeneratorOptions, make_generator
 from generate.job import JobConfig, Partition, render, run_job
 from generate.sampling import ViewSpec

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from generate.cli import choose_device
+from generate.render import choose_device
 from generate.generators import GeneratorOptions
 from generate.generators.biggan import make_biggan
 from tests.random_biggan import BIGGAN_DEEP_CONFIGS, write_random_biggan

@@ -1,38 +1,22 @@
 """``python -m evaluate {linear,knn,report,export}``: evaluate a checkpoint's frozen encoder, compare runs,
-export an encoder."""
+export an encoder.
+
+This module parses the flags only and imports no torch, so that ``--help`` starts at once; each
+command imports what it runs.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from shards import ShardSet
 from shards.cli import allow_pipe_option
 from common import commands
 from common.console import exit_with, reports_errors
 from common.numbers import FiniteFloatRange, seed_range
-
-from evaluate.features import (EvaluationError, Features, FrozenEncoder, cached_features, check_same_classes,
-                               load_frozen_encoder, open_labelled_set)
-from evaluate.knn import MIN_TEMPERATURE, evaluate_knn
-from evaluate.linear import (DEFAULT_DRAWS, LowLabelSettings, ProbeSettings, evaluate_linear, evaluate_low_label,
-                             low_label_metric)
-from evaluate.report import report as report_table
-from evaluate.results import build_results, write_results
-
-
-@dataclass
-class Inputs:
-    encoder: FrozenEncoder
-    train_set: ShardSet
-    val_set: ShardSet
-    out: Path
-    train: Features
-    val: Features
-    cache_files: dict[str, str]
+from evaluate.choices import DEFAULT_DRAWS, MIN_TEMPERATURE
 
 
 def evaluation_options(train_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -60,42 +44,6 @@ def evaluation_options(train_help: str) -> Callable[[Callable[..., Any]], Callab
     return decorate
 
 
-def prepare(checkpoint: Path, train_location: str, val_location: str, out: Path | None,
-            metric: str, progress: bool = True, allow_pipe: bool = False) -> Inputs:
-    """The frozen encoder, both sets checked against it and each other, and their features."""
-    encoder = load_frozen_encoder(checkpoint)
-    train_set = open_labelled_set(train_location, encoder, allow_pipe)
-    val_set = open_labelled_set(val_location, encoder, allow_pipe)
-    check_same_classes(train_set, val_set)
-    # The cache's file names hash the checkpoint, the set and the crop, so metrics can share it.
-    cache = out / "features" if out is not None else checkpoint.parent / "eval" / "features"
-    out = out if out is not None else checkpoint.parent / "eval" / metric
-    train, train_cache = cached_features(encoder, train_set, cache, progress=progress)
-    val, val_cache = cached_features(encoder, val_set, cache, progress=progress)
-    return Inputs(encoder, train_set, val_set, out, train, val,
-                  {"train": train_cache.name, "val": val_cache.name})
-
-
-def describe_top1(top1: float, over_draws: dict[str, Any] | None) -> str:
-    """Top-1 in percent; for a low-label probe, the mean followed by its spread and every draw's."""
-    if over_draws is None:
-        return f"{100 * top1:.1f}%"
-    draws = ", ".join(f"{100 * draw['top1']:.1f}" for draw in over_draws["per_draw"])
-    return (f"{100 * top1:.1f}% (mean of {len(over_draws['per_draw'])} draws: std "
-            f"{100 * over_draws['top1_std']:.1f}, min {100 * over_draws['top1_min']:.1f}, max "
-            f"{100 * over_draws['top1_max']:.1f}; draws {draws})")
-
-
-def finish(metric: str, inputs: Inputs, top1: float, top5: float | None, settings: dict[str, Any],
-           over_draws: dict[str, Any] | None = None) -> None:
-    settings = {**settings, "crop_size": inputs.encoder.crop_size, "feature_cache": inputs.cache_files}
-    path = write_results(inputs.out, build_results(metric, top1, top5, inputs.encoder, inputs.train_set,
-                                                   inputs.val_set, settings, over_draws))
-    top5_text = f"{100 * top5:.1f}%" if top5 is not None else "n/a (fewer than 5 classes)"
-    click.echo(f"{metric}: top-1 {describe_top1(top1, over_draws)}, top-5 {top5_text} on "
-               f"{inputs.val_set.location}; wrote {path}.")
-
-
 @commands.group(help="Evaluate trained encoders on labelled shard sets and compare runs.")
 def cli() -> None:
     pass
@@ -120,24 +68,10 @@ def cli() -> None:
 @click.option("--seed", type=seed_range(), default=0,
               help="Seed of the held-out split, the low-label draws and the batch order.")
 @reports_errors
-def linear(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool,
-           allow_pipe: bool, holdout: float, labels_per_class: int | None, draws: int | None, epochs: int, batch_size: int,
-           seed: int) -> None:
-    if labels_per_class is None and draws is not None:
-        raise EvaluationError("--draws needs --labels-per-class, the number of labelled images of each class in "
-                              "a draw.")
-    metric = "linear" if labels_per_class is None else low_label_metric(labels_per_class)
-    inputs = prepare(checkpoint, train_location, val_location, out, metric, progress, allow_pipe)
-    settings = ProbeSettings(epochs=epochs, batch_size=batch_size, holdout=holdout, seed=seed)
-    if labels_per_class is None:
-        top1, top5, record = evaluate_linear(inputs.train, inputs.val, inputs.train_set.num_classes, settings,
-                                             inputs.encoder.device)
-        finish(metric, inputs, top1, top5, record)
-    else:
-        low_label = LowLabelSettings(labels_per_class, DEFAULT_DRAWS if draws is None else draws)
-        result = evaluate_low_label(inputs.train, inputs.val, inputs.train_set.class_names, low_label, settings,
-                                    inputs.encoder.device)
-        finish(metric, inputs, result.top1, result.top5, result.settings, result.over_draws)
+def linear(**options: Any) -> None:
+    from evaluate.evaluation import run_linear  # torch, once a probe runs
+
+    run_linear(**options)
 
 
 @cli.command(short_help="Weighted kNN classifier on frozen features.",
@@ -148,12 +82,10 @@ def linear(checkpoint: Path, train_location: str, val_location: str, out: Path |
 @click.option("--temperature", type=FiniteFloatRange(MIN_TEMPERATURE), default=0.07,
               help="Temperature T of the vote weights exp(similarity / T).")
 @reports_errors
-def knn(checkpoint: Path, train_location: str, val_location: str, out: Path | None, progress: bool,
-        allow_pipe: bool, k: int, temperature: float) -> None:
-    inputs = prepare(checkpoint, train_location, val_location, out, "knn", progress, allow_pipe)
-    top1, top5, record = evaluate_knn(inputs.train, inputs.val, inputs.train_set.num_classes, k, temperature,
-                                      inputs.encoder.device)
-    finish("knn", inputs, top1, top5, record)
+def knn(**options: Any) -> None:
+    from evaluate.evaluation import run_knn  # torch, once a classifier runs
+
+    run_knn(**options)
 
 
 @cli.command(short_help="Compare runs in one markdown table.",
@@ -170,6 +102,8 @@ def report(runs: tuple[Path, ...], curves: Path | None) -> None:
                    err=True)
     if not folders:
         exit_with("None of the given runs is a folder.")
+    from evaluate.report import report as report_table  # reads results with torch
+
     click.echo(report_table(folders))
     if curves:
         from evaluate.curves import draw_curves  # matplotlib, for this option only

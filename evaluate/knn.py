@@ -10,9 +10,6 @@ from evaluate.features import EvaluationError, Features
 from evaluate.results import top1_top5
 
 QUERY_CHUNK = 1024  # validation rows scored at once: bounds the [chunk, train] similarity matrix
-# Votes exp(sim / T), sim up to 1, overflow float32 past exp(88), below T = 0.0114: every vote would
-# be inf and the ranking of classes arbitrary.
-MIN_TEMPERATURE = 0.02
 
 
 def knn_scores(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, num_classes: int,

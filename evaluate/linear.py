@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from evaluate.choices import DEFAULT_DRAWS
 from evaluate.features import EvaluationError, Features
 from evaluate.results import top1_top5
 
@@ -35,7 +36,6 @@ MIN_STD = 1e-6  # features that never vary (dead units) stay zero instead of div
 # A few labels over-fit sooner than a whole training set: the low-label grid reaches stronger decay.
 LOW_LABEL_WEIGHT_DECAY_GRID = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
 CROSS_VALIDATION_FOLDS = 5
-DEFAULT_DRAWS = 5
 LOW_LABEL_PREFIX = "linear@"
 
 

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from common.errors import UserError
+from generate.choices import JPEG_ENCODERS
 
-JPEG_ENCODERS = ("auto", "cpu", "cuda")
 # Work handed to the writer thread: it returns the batch's encoded images, in order.
 EncodedBatch = Callable[[], list[bytes]]
 

@@ -45,7 +45,7 @@ from common.console import reports_errors
 from common.errors import UserError
 from common.files import load_torch_file, make_folder, write_bytes_atomic, write_json_atomic
 from common.provenance import provenance
-from generate.cli import choose_device
+from generate.render import choose_device
 from generate.generators.base import GeneratorOptions
 from generate.generators.cgan import (CONFIG_FILE, IMAGE_SIZES, WEIGHTS_FILE, Architecture,
                                       CGANGenerator, ConditionalGenerator, ProjectionDiscriminator,

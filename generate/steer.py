@@ -54,7 +54,7 @@ from common.errors import UserError
 from common.files import load_torch_file, make_folder, write_bytes_atomic
 from common.provenance import provenance
 from generate.classes import select_classes
-from generate.cli import choose_device
+from generate.render import choose_device
 from generate.generators import DEFAULT_GENERATOR, GeneratorOptions, PlugIn, make_generator
 from generate.generators.biggan import BigGANDeep
 from generate.generators.cgan import CGANGenerator

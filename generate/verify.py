@@ -14,7 +14,7 @@ import click
 
 from common import commands
 from common.console import exit_with, reports_errors
-from generate.cli import build_job, choose_device
+from generate.render import build_job, choose_device
 from generate.generators import GeneratorOptions
 from generate.like import read_source, settings_of
 from generate.provenance import check_renders, same_stack

@@ -11,8 +11,8 @@ from common.errors import UserError
 from common.numbers import FiniteFloatRange, WholeNumberRange, seed_range
 from common.yaml_files import YamlFileError, read_yaml
 from shards.cli import allow_pipe_option
-from train.models import BACKBONES, TIMM_PREFIX, ModelConfigError, check_backbone
-from train.optim import OPTIMIZERS, WARMUP_SYNTAX, OptimizerConfigError, Warmup, parse_warmup
+from train.choices import (BACKBONE_NAMES, OPTIMIZERS, TIMM_PREFIX, WARMUP_SYNTAX, ModelConfigError,
+                           OptimizerConfigError, Warmup, check_backbone, parse_warmup)
 
 METHODS = ("simclr", "supcon", "multipos")
 DEFAULT_EPOCHS = 100
@@ -47,9 +47,9 @@ class WarmupType(click.ParamType):
 
 
 class BackboneType(click.ParamType):
-    """``--backbone``: one of BACKBONES, or ``timm:NAME`` for any model timm knows."""
+    """``--backbone``: one of BACKBONE_NAMES, or ``timm:NAME`` for any model timm knows."""
 
-    name = f"[{'|'.join(sorted(BACKBONES))}|{TIMM_PREFIX}NAME]"
+    name = f"[{'|'.join(sorted(BACKBONE_NAMES))}|{TIMM_PREFIX}NAME]"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         try:

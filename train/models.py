@@ -11,11 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from common.errors import UserError
-
-
-class ModelConfigError(UserError):
-    """The model asked for does not exist; the message is one sentence for the user."""
+from train.choices import TIMM_PREFIX, ModelConfigError, check_backbone
 
 
 class ContrastiveModel(nn.Module):
@@ -82,25 +78,6 @@ BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, int]]] = {
     "resnet50": functools.partial(build_resnet, torchvision.models.resnet50),
     "convnet-small": build_convnet_small,
 }
-
-
-TIMM_PREFIX = "timm:"
-
-
-def check_backbone(backbone: str) -> str:
-    """The backbone's name as given, or ModelConfigError in one sentence."""
-    if backbone in BACKBONES:
-        return backbone
-    if not backbone.startswith(TIMM_PREFIX):
-        raise ModelConfigError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)} or "
-                               f"{TIMM_PREFIX}NAME (any model of timm).")
-    try:
-        import timm  # imported only for timm backbones: it takes seconds
-    except ImportError:
-        raise ModelConfigError(f"--backbone {backbone} needs timm; pip install timm.") from None
-    if not timm.is_model(backbone[len(TIMM_PREFIX):]):
-        raise ModelConfigError(f"timm has no model {backbone[len(TIMM_PREFIX):]!r}; timm.list_models() lists them.")
-    return backbone
 
 
 def build_timm(name: str) -> tuple[nn.Module, int]:

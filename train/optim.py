@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-from common.errors import UserError
-
-# Every optimizer, once: its base learning rate (per 256 images) and weight decay.
-OPTIMIZERS = {
-    "sgd": (0.05, 1e-4),
-    "lars": (0.3, 1e-6),
-    "adamw": (1e-3, 0.05),
-}
-
-
-class OptimizerConfigError(UserError):
-    """The optimiser or schedule asked for is unusable; the message is one sentence for the user."""
-
+from train.choices import OPTIMIZERS, OptimizerConfigError, Warmup
 
 class LARS(torch.optim.Optimizer):
     """SGD with momentum whose step for each tensor is scaled by its trust ratio (You et al., 2017).
@@ -104,47 +91,6 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_
         return final_lr
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
     return final_lr + (peak_lr - final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-WARMUP_SYNTAX = "a fraction of the run (0.05), a number of steps (500steps) or a number of epochs (2epochs)"
-_WARMUP = re.compile(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(steps?|epochs?)?\s*$")
-
-
-@dataclass(frozen=True)
-class Warmup:
-    """A warm-up length as the user gave it: a fraction of the run, steps or epochs."""
-
-    amount: float
-    unit: str  # "run", "steps" or "epochs"
-
-    def __str__(self) -> str:
-        return f"{self.amount:g}" if self.unit == "run" else f"{self.amount:g}{self.unit}"
-
-    def steps(self, total_steps: int, steps_per_epoch: int) -> int:
-        if self.unit == "steps":
-            return int(self.amount)
-        if self.unit == "epochs":
-            return round(self.amount * steps_per_epoch)
-        # at least one step of warm-up for any fraction above 0; round first so 0.1 x 30 is 3, not 4
-        return math.ceil(round(self.amount * total_steps, 6))
-
-
-def parse_warmup(text: Any) -> Warmup:
-    """``0.05`` (a fraction of the run, below 1), ``500steps`` or ``2epochs`` (``2.5epochs`` too);
-    raises OptimizerConfigError with one sentence about the value otherwise."""
-    found = _WARMUP.match(str(text))
-    if not found:
-        raise OptimizerConfigError(f"{str(text)!r} is not {WARMUP_SYNTAX}.")
-    amount, unit = float(found.group(1)), (found.group(2) or "run").rstrip("s")
-    unit = {"run": "run", "step": "steps", "epoch": "epochs"}[unit]
-    if not math.isfinite(amount):  # 1e400 overflows to inf
-        raise OptimizerConfigError(f"{str(text)!r} is too large to be a warm-up length.")
-    if unit == "run" and amount >= 1:
-        raise OptimizerConfigError(f"{str(text)!r} is a fraction of the run, which must be below 1; write "
-                                   f"{amount:g}epochs or {amount:g}steps for a length.")
-    if unit == "steps" and not amount.is_integer():
-        raise OptimizerConfigError(f"{str(text)!r} is not a whole number of steps.")
-    return Warmup(amount, unit)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from generate.choices import DEFAULT_GENERATOR
 from generate.generators import biggan, cgan, deadleaves, diffusion
 from generate.generators.base import (Factory, Generator, GeneratorError, GeneratorOptions, check_generator,
                                       check_images)
@@ -24,7 +25,6 @@ REGISTRY: dict[str, Factory] = {
     **{name: biggan.factory(name) for name in biggan.MODELS},
     **{name: diffusion.factory(name) for name in diffusion.NAMES},
 }
-DEFAULT_GENERATOR = "deadleaves"
 
 __all__ = ["DEFAULT_GENERATOR", "REGISTRY", "Generator", "GeneratorError", "GeneratorOptions",
            "check_images", "make_generator"]

@@ -17,8 +17,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from common.errors import UserError
-
-PRECISIONS = ("fp32", "bf16", "fp16")  # what generate.generators.runtime runs a generator in
+from generate.choices import PRECISIONS
 
 
 class Generator(Protocol):

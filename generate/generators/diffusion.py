@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from common.files import sha256_file
+from generate.choices import MAX_SAMPLING_STEPS as MAX_STEPS
 from generate.classes import imagenet_class_names
 from generate.generators.base import GeneratorError, GeneratorOptions
 from generate.generators.runtime import FULL_PRECISION, autocast
@@ -33,7 +34,6 @@ MODELS = {"dit-xl-2-256": "facebook/DiT-XL-2-256", "dit-xl-2-512": "facebook/DiT
 GENERIC = "diffusers"  # any unconditional or class-conditional pipeline folder
 NAMES = (*MODELS, GENERIC)
 DEFAULT_STEPS = 50
-MAX_STEPS = 1000  # DDIM cannot take more steps than the schedule has (1000 for DiT)
 DIT_GUIDANCE = 1.5  # the classifier-free guidance scale of the DiT paper's best FID
 DENOISERS = ("transformer", "unet")
 DRIVEN_COMPONENTS = (*DENOISERS, "vae", "scheduler")

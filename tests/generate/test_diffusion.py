@@ -12,7 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from generate.cli import main as generate_main, settings_from_options
+from generate.cli import main as generate_main
+from generate.render import settings_from_options
 from generate.encoding import encode_jpeg
 from generate.verify import main as verify_main
 from generate.generators import GeneratorError, GeneratorOptions, make_generator

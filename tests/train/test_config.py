@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from train.config import OptionsError, choose_alternatives, resolve, upgrade_saved_config
-from train.optim import parse_warmup
+from train.choices import parse_warmup
 
 BASE = {"config": None, "out": "runs/a", "data": ("sets/a",), "optimizer": "sgd", "lr": None, "weight_decay": None,
         "crop_size": None, "small_images": None, "epochs": None, "steps": None, "warmup": None,

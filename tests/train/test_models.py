@@ -6,6 +6,7 @@ from torch import nn
 
 from common.errors import UserError
 from train.losses import contrastive_loss
+from train.choices import BACKBONE_NAMES
 from train.models import BACKBONES, ModelConfigError, build_encoder, build_model
 
 
@@ -15,6 +16,10 @@ def last_feature_map_size(model: nn.Module, images: torch.Tensor) -> tuple[int, 
     model(images)
     hook.remove()
     return tuple(sizes[0])
+
+
+def test_the_command_line_offers_every_backbone_built() -> None:
+    assert sorted(BACKBONE_NAMES) == sorted(BACKBONES)
 
 
 def test_resnet18_small_stem_at_32_pixels() -> None:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from train.optim import (LARS, OptimizerConfigError, build_optimizer, lr_at, parse_warmup, plan_schedule, scaled_lr,
-                         set_lr)
+from train.choices import OptimizerConfigError, parse_warmup
+from train.optim import LARS, build_optimizer, lr_at, plan_schedule, scaled_lr, set_lr
 
 
 def small_network() -> nn.Sequential:
