@@ -15,7 +15,7 @@ from shards.card import UNKNOWN
 from shards.contact_sheet import make_contact_sheet
 from shards.hollow import write_hollow
 from shards.lineage import check_mergeable, derive, subset_anchors
-from shards.ingest import ingest_folder
+from shards.ingest import class_folders, ingest_folder
 from shards.reader import ShardSet, open_set
 from shards.regenerate import regenerate_groups
 from shards.verify import verify_set
@@ -104,16 +104,21 @@ def show(location: str, groups: int, start: int, out: str, thumb_size: int, allo
                    "the photos).")
 @click.option("--description", default=None,
               help="A paragraph for the dataset card [default: none: a sentence on how the set was made].")
+@click.option("--classes", default=None, metavar="imagenet100|FILE|A,B",
+              help="Ingest only these class folders, each of which must exist: imagenet100 (the WordNet ids of "
+                   "CMC's ImageNet-100, as ImageNet's folders are named), a file of folder names (one per line) "
+                   "or names separated by commas [default: every class folder].")
 @click.option("--workers", type=int, default=None,
               help="Threads that decode, resize and encode images [default: the CPU count, at most 8].")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars on stderr.")
 @reports_errors
 def ingest(folder: Path, out: Path, image_size: int, quality: int, groups_per_shard: int, seed: int,
-           license: str, description: str | None, workers: int | None, progress: bool) -> None:
+           license: str, description: str | None, classes: str | None, workers: int | None, progress: bool) -> None:
     report = ingest_folder(folder, out, image_size=image_size, quality=quality,
                            groups_per_shard=groups_per_shard, seed=seed, workers=workers,
                            command=["python", "-m", "shards", *sys.argv[1:]], progress=progress,
-                           license=license, description=description)
+                           license=license, description=description,
+                           classes=class_folders(classes) if classes is not None else None)
     if report.skipped:
         click.echo(f"warning: skipped {len(report.skipped)} files that are not readable images: "
                    f"{listing(report.skipped)}.", err=True)

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from common.imagenet import read_class_table
 from common.parallel import ordered_map
 from shards.limits import IMAGE_PIXELS
 from shards.schema import Group, ShardSetError
@@ -59,13 +60,14 @@ class IngestReport:
 def ingest_folder(folder: str | Path, out: str | Path, *, image_size: int, quality: int = 95,
                   groups_per_shard: int = 1000, seed: int = 0, workers: int | None = None,
                   command: list[str] | None = None, progress: bool = False, license: str = UNKNOWN,
-                  description: str | None = None) -> IngestReport:
-    """Write (or resume writing) the shard set of an ImageFolder; user mistakes raise ShardSetError."""
+                  description: str | None = None, classes: list[str] | None = None) -> IngestReport:
+    """Write (or resume writing) the shard set of an ImageFolder (of the class folders ``classes``
+    names, or of all); user mistakes raise ShardSetError."""
     _check_options(image_size, quality, groups_per_shard, seed, workers)
     folder, out = Path(folder), Path(out)
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        plan = plan_ingest(folder, image_size, seed, pool, workers, progress)
+        plan = plan_ingest(folder, image_size, seed, pool, workers, progress, classes)
         check_not_inside(out, folder)
         writer = SetWriter(out, ingest_recipe(plan, image_size, quality, seed, groups_per_shard),
                            extra={"source": str(folder), **card_facts(license, description)})
@@ -95,8 +97,25 @@ def _check_options(image_size: int, quality: int, groups_per_shard: int, seed: i
         raise ShardSetError(f"The number of workers must be at least 1, not {workers}.")
 
 
-def list_folder(folder: Path) -> tuple[list[str], list[SourceImage], list[str]]:
-    """Class names (sorted sub-folders), candidate images in (class, path) order, and other files.
+def class_folders(choice: str) -> list[str]:
+    """The class folders ``--classes`` names: ``imagenet100`` (the WordNet ids of CMC's ImageNet-100,
+    as ImageNet's class folders are named), a file of folder names (one per line, ``#`` starts a
+    comment) or names separated by commas."""
+    if choice == "imagenet100":
+        return [wnid for _, wnid, _ in read_class_table("imagenet100")]
+    if Path(choice).is_file():
+        names = [line.split("#", 1)[0].strip() for line in Path(choice).read_text().splitlines()]
+    else:
+        names = [part.strip() for part in choice.split(",")]
+    names = [name for name in names if name]
+    if not names:
+        raise ShardSetError(f"--classes {choice!r} names no class folder.")
+    return names
+
+
+def list_folder(folder: Path, only: list[str] | None = None) -> tuple[list[str], list[SourceImage], list[str]]:
+    """Class names (sorted sub-folders, or the sub-folders ``only`` names, each of which must exist),
+    candidate images in (class, path) order, and other files.
 
     Links to folders are followed, each real folder once: a link that leads to a folder already
     read (a loop, or a second way into a class) is refused, since following it would count its
@@ -110,6 +129,13 @@ def list_folder(folder: Path) -> tuple[list[str], list[SourceImage], list[str]]:
         _unreadable(error)
     if not classes:
         raise ShardSetError(f"{folder} has no class sub-folders; ingest expects FOLDER/CLASS/IMAGE files.")
+    if only is not None:
+        missing = sorted(set(only) - set(classes))
+        if missing:
+            raise ShardSetError(f"{folder} has no folder for {len(missing)} of the {len(set(only))} classes asked "
+                                f"for ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); a set "
+                                "without them would not be the one asked for.")
+        classes = sorted(set(only))
     candidates, others = [], []
     seen: dict[str, Path] = {}
     for label, name in enumerate(classes):
@@ -143,9 +169,9 @@ def _files_below(directory: Path, seen: dict[str, Path]) -> list[Path]:
 
 
 def plan_ingest(folder: Path, image_size: int, seed: int, pool: Executor, workers: int,
-                progress: bool = False) -> IngestPlan:
+                progress: bool = False, only: list[str] | None = None) -> IngestPlan:
     """Which files become groups, and in which order (the anchor order)."""
-    classes, candidates, others = list_folder(folder)
+    classes, candidates, others = list_folder(folder, only)
     check = partial(_decodes, size=image_size)
     readable = list(tqdm(ordered_map(pool, check, [image.path for image in candidates],
                                      IN_FLIGHT_PER_WORKER * workers),
