@@ -12,7 +12,7 @@ import torch
 
 from train.augment import normalize
 from train.data import Batch
-from train.main import training_step
+from train.loop import training_step
 from train.models import build_model
 from train.optim import build_optimizer
 from tests.train.test_losses import reference_loss
