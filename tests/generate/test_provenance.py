@@ -55,6 +55,7 @@ def test_a_genuine_set_passes_and_a_shard_of_another_seed_is_named(tmp_path):
     assert run_module("shards", "verify", tmp_path / "forged", "--no-progress").returncode == 0  # the format holds
     forged = run_module("shards", "verify", tmp_path / "forged", "--regenerate", 8, "--no-progress")
     assert_clean_failure(forged, "differ from", "(in shard-000002.tar)")
+    assert "is intact" not in forged.stdout and "4 shards match its manifest" in forged.stdout
     named = [line for line in forged.stdout.splitlines() if line.startswith("anchor ")]
     assert named and all("(shard-000002.tar): its latents are not those of the manifest's seed" in line
                          for line in named)
