@@ -1,4 +1,4 @@
-"""``python -m shards``: describe, verify, look at and ingest shard sets."""
+"""``python -m shards``: describe, verify, look at, ingest and copy shard sets."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from common.console import exit_with, reports_errors
 from common.parallel import usable_cores
 from shards.card import UNKNOWN
 from shards.contact_sheet import make_contact_sheet
+from shards.copy import copy_set
 from shards.hollow import write_hollow
 from shards.lineage import check_mergeable, derive, subset_anchors
 from shards.ingest import class_folders, ingest_folder
@@ -24,7 +25,7 @@ NAMES_SHOWN = 5  # class names and skipped files listed before "and N more"
 allow_pipe_option = click.option(
     "--allow-pipe", is_flag=True,
     help="Accept a pipe:COMMAND location: it runs COMMAND as a shell command and reads the set from its "
-         "output. Without it only folders and http(s):// URLs are read.")
+         "output. Without it only folders and http(s)://, s3://, gs:// and hf:// URLs are read.")
 
 
 @commands.group(help="Inspect, verify, view and ingest genviews shard sets.")
@@ -183,6 +184,21 @@ def merge(locations: tuple[str, ...], out: Path, groups_per_shard: int | None) -
     picks = [(index, anchor) for index, parent in enumerate(parents) for anchor in range(parent.groups)]
     recipe = derive(parents, picks, out, "merge", {}, groups_per_shard, ["python", "-m", "shards", *sys.argv[1:]])
     click.echo(f"{out}: {recipe['groups']} groups of {len(parents)} sets.")
+
+
+@cli.command(short_help="Copy a set between folders, servers and buckets.",
+             help="Copy the finished set SET to DEST, shard by shard, each checked against its sha256 on arrival; "
+                  "the manifest is written last. SET is a folder or an http(s)://, s3://, gs:// or hf:// URL, DEST "
+                  "a folder or an s3://, gs:// or hf:// URL. Rerunning the same command resumes.")
+@click.argument("location", metavar="SET")
+@click.argument("destination", metavar="DEST")
+@click.option("--workers", type=click.IntRange(min=1), default=4, help="Shards copied at once.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+@reports_errors
+def copy(location: str, destination: str, workers: int, progress: bool) -> None:
+    report = copy_set(location, destination, workers=workers, progress=progress)
+    click.echo(f"{destination}: {report.shards_copied + report.shards_kept} shards ({report.shards_copied} copied, "
+               f"{report.bytes_copied:,} bytes; {report.shards_kept} already there); set id {report.set_id}.")
 
 
 def describe(shard_set: ShardSet) -> list[str]:

@@ -13,10 +13,11 @@ from common.provenance import provenance
 from shards.limits import MEMBER_BYTES
 from shards.schema import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, DamagedShardError, JsonNestingError,
                            ShardSetError, check_manifest, parse_json, record_name)
+from shards.storage import READ_SCHEMES, open_remote, scheme_of
 
 RECORD_FIELDS = ("name", "groups", "bytes", "sha256", "first_anchor", "last_anchor")
-READ_SCHEMES = ("http", "https")  # besides local folders; pipe: only when the user allows it
-PIPE = "pipe:"
+PIPE = "pipe:"  # read only when the user allows it
+SCHEMES_IN_WORDS = "a folder or an http(s)://, s3://, gs:// or hf:// URL"
 
 
 def is_remote(location: str) -> bool:
@@ -24,17 +25,16 @@ def is_remote(location: str) -> bool:
 
 
 def check_location(location: str, allow_pipe: bool = False) -> None:
-    """Refuse a set location that is neither a folder nor an http(s) URL: a ``pipe:`` location is
-    a shell command that webdataset runs, so it is read only when the user allows it."""
+    """Refuse a set location that is neither a folder nor a URL of READ_SCHEMES: a ``pipe:`` location
+    is a shell command that webdataset runs, so it is read only when the user allows it."""
     if location.startswith(PIPE):
         if not allow_pipe:
             raise ShardSetError(f"{location!r} is a pipe: location, which would run a shell command; a shard "
-                                "set is read from a folder or an http(s):// URL unless --allow-pipe is given.")
+                                f"set is read from {SCHEMES_IN_WORDS} unless --allow-pipe is given.")
         return
-    scheme, separator, _ = location.partition("://")
-    if separator and scheme.lower() not in READ_SCHEMES:
-        raise ShardSetError(f"{location} uses the {scheme}:// scheme; a shard set is read from a folder or "
-                            "an http(s):// URL.")
+    scheme = scheme_of(location)
+    if scheme and scheme not in READ_SCHEMES:
+        raise ShardSetError(f"{location} uses the {scheme}:// scheme; a shard set is read from {SCHEMES_IN_WORDS}.")
 
 
 def local_file(location: str, name: str) -> Path:
@@ -59,27 +59,41 @@ def member_location(location: str, name: str) -> str:
 
 
 def read_manifest_bytes(location: str) -> bytes:
-    """The raw manifest of a set, from a folder or an http(s) URL (or a pipe: the caller allowed),
-    at most MEMBER_BYTES of it."""
-    limit = MEMBER_BYTES.value
-    where = member_location(location, MANIFEST_NAME)
-    if not is_remote(location):
-        if not Path(location).is_dir():
-            raise ShardSetError(f"No shard set at {location}: the folder does not exist.")
-        try:
-            data = _read_at_most(open(local_file(location, MANIFEST_NAME), "rb"), limit)
-        except FileNotFoundError:
+    """The raw manifest of a set, from a folder, a URL (through shards.storage) or a pipe: the
+    caller allowed, at most MEMBER_BYTES of it."""
+    if not is_remote(location) and not Path(location).is_dir():
+        raise ShardSetError(f"No shard set at {location}: the folder does not exist.")
+    try:
+        return read_set_file(location, MANIFEST_NAME)
+    except FileNotFoundError as error:
+        if is_remote(location):
             raise ShardSetError(f"No finished shard set at {location}: it has no {MANIFEST_NAME} "
-                                "(an unfinished set gets one when its last shard is written).") from None
+                                f"({error.strerror}).") from None
+        raise ShardSetError(f"No finished shard set at {location}: it has no {MANIFEST_NAME} "
+                            "(an unfinished set gets one when its last shard is written).") from None
+
+
+def read_set_file(location: str, name: str) -> bytes:
+    """A small file of a set (manifest, record, card), at most MEMBER_BYTES of it; raises
+    FileNotFoundError when the set has none, ShardSetError when it cannot be read."""
+    limit = MEMBER_BYTES.value
+    where = member_location(location, name)
+    if not is_remote(location):
+        try:
+            data = _read_at_most(open(local_file(location, name), "rb"), limit)
+        except FileNotFoundError:
+            raise
         except OSError as error:
             raise ShardSetError(f"Could not read {where} ({error.strerror or error}).") from None
-    else:
+    elif location.startswith(PIPE):
         from webdataset import gopen
 
         try:
             data = _read_at_most(gopen(where), limit)
         except Exception as error:  # gopen raises whatever its transport raises
-            raise ShardSetError(f"Could not read {MANIFEST_NAME} at {location} ({error}).") from None
+            raise ShardSetError(f"Could not read {name} at {location} ({error}).") from None
+    else:
+        data = _read_at_most(open_remote(where, limit=limit), limit)
     if len(data) > limit:
         raise ShardSetError(f"{where} holds {MEMBER_BYTES.exceeded_by(len(data))}.")
     return data

@@ -33,6 +33,7 @@ from shards.manifest import (check_location, is_remote, local_file, member_locat
 from shards.schema import (MANIFEST_NAME, CorruptSampleError, DamagedShardError, Group, group_key,
                            latent_dim_of, oversized_image, parse_sample, view_problem)
 from shards.shard_check import HashingStream, ShardCheck
+from shards.storage import open_remote, scheme_of
 from shards.jpeg_header import jpeg_dimensions
 
 if TYPE_CHECKING:
@@ -43,9 +44,12 @@ ErrorHandler = Callable[[Exception], bool]
 TAR_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)
 
 
-def gopen(source: str) -> IO[bytes]:
-    """webdataset's opener for a URL, a pipe or a file; imported on first use, as webdataset imports
-    torch (1.5 s) and ``shards info`` reads no shard."""
+def gopen(source: str, size: int | None = None) -> IO[bytes]:
+    """A URL's stream from shards.storage (timeouts, retries, resumed reads, at most ``size``
+    bytes); else webdataset's opener for a file or an allowed pipe, imported on first use, as
+    webdataset imports torch (1.5 s) and ``shards info`` reads no shard."""
+    if scheme_of(source):
+        return open_remote(source, size)
     from webdataset import gopen as open_source
 
     return open_source(source)
@@ -177,7 +181,7 @@ class ShardSet:
     def open_shard(self, index: int) -> IO[bytes]:
         """Shard ``index``'s bytes, to be read front to back (see ``shard_source``)."""
         source = self.shard_source(index)
-        return gopen(source) if is_remote(self.location) else open(source, "rb")
+        return gopen(source, self.shard_rows[index]["bytes"]) if is_remote(self.location) else open(source, "rb")
 
     def member_names(self) -> frozenset[str]:
         """What follows the key in the names of every group's members (``0.jpg``, ``cls``, ...)."""
@@ -234,7 +238,7 @@ class ShardSet:
         expected = self.member_names()
         labelled = self.num_classes > 0
         group: _GroupMembers | None = None
-        stream = gopen(self.shard_source(index))
+        stream = self.open_shard(index) if is_remote(self.location) else gopen(self.shard_source(index))
         hashing = HashingStream(stream, url) if check_sha256 else None
         with TarReader(hashing or stream) as tar:
             for name in tar:

@@ -1,0 +1,102 @@
+"""The training input from a set on a server and in a bucket, against the same set in a folder.
+
+The set is served over loopback by an HTTP server that answers Range requests
+(tests/shards/faulty_server.py, with no fault) and by a local S3 endpoint (moto's server), to which
+``shards copy`` uploads it. Two figures per place, the places taking turns, best of --rounds:
+
+- read MB/s: every shard read once through ``ShardSet.open_shard`` in this process (the transport
+  alone: shards.storage's stream with its read-ahead thread, or the file);
+- images/s: the trainer's loader (train.data, --workers workers, each reading one shard at a time),
+  as benchmarks/loader_throughput.py measures it, and its ratio to the folder's.
+
+    python -m benchmarks.remote_throughput [--data SET] [--groups 1000] [--workers 2] [--epochs 2]
+
+Without --data it renders a K = 1 set of 128-px images with the embedded generator first. Needs the
+s3 extra and moto[server] (pip install -e '.[dev]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.loader_throughput import VIEWS, measure, render_set, shard_epochs
+from shards import ShardSet, open_set
+from shards.copy import copy_set
+from tests.shards.faulty_server import FaultyServer
+from train.augment import AugmentConfig
+
+BUCKET = "genviews-benchmark"
+READ_PIECE = 1 << 20
+
+
+def read_megabytes_per_second(shard_set: ShardSet) -> float:
+    start, total = time.perf_counter(), 0
+    for index in range(len(shard_set.shard_rows)):
+        with shard_set.open_shard(index) as stream:
+            while piece := stream.read(READ_PIECE):
+                total += len(piece)
+    return total / 1e6 / (time.perf_counter() - start)
+
+
+def local_s3_endpoint():
+    """moto's S3 server on a free loopback port, with the AWS variables pointing at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "benchmark",
+                       "AWS_SECRET_ACCESS_KEY": "benchmark", "AWS_DEFAULT_REGION": "us-east-1"})
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="a shard set folder (default: render a K = 1 set)")
+    parser.add_argument("--groups", type=int, default=1000, help="groups to render without --data")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--crop-size", type=int, default=AugmentConfig().crop_size)
+    parser.add_argument("--views", type=int, default=VIEWS)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs, after one warm-up epoch")
+    parser.add_argument("--rounds", type=int, default=2, help="measure every place this many times")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(args.data or render_set(Path(scratch) / "set", args.groups)).resolve()
+        s3 = local_s3_endpoint()
+        with FaultyServer(folder.parent) as http:
+            copy_set(str(folder), f"s3://{BUCKET}/set", workers=4)
+            places = {"folder": str(folder), "http (loopback)": f"{http.url}/{folder.name}",
+                      "s3 (moto, loopback)": f"s3://{BUCKET}/set"}
+            sets = {name: open_set(location) for name, location in places.items()}
+            config = AugmentConfig(crop_size=args.crop_size)
+            read: dict[str, float] = {}
+            loader: dict[str, float] = {}
+            for _ in range(args.rounds):
+                for name, shard_set in sets.items():
+                    read[name] = max(read.get(name, 0.0), read_megabytes_per_second(shard_set))
+                    found = measure(shard_epochs(shard_set, config, args), args.epochs)
+                    loader[name] = max(loader.get(name, 0.0), found.images_per_second)
+        s3.stop()
+
+    shard_set = sets["folder"]
+    megabytes = sum(row["bytes"] for row in shard_set.shard_rows) / 1e6
+    print(f"{shard_set.groups} groups x {shard_set.views} views of {shard_set.image_size} px in "
+          f"{len(shard_set.shard_rows)} shards ({megabytes:.1f} MB); {args.views} views per sample cropped to "
+          f"{args.crop_size} px; batch {args.batch_size}; {args.workers} workers; {args.epochs} timed epochs, "
+          f"best of {args.rounds} rounds; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'place':<22}{'read MB/s':>11}{'images/s':>10}{'ratio':>8}")
+    for name in places:
+        print(f"{name:<22}{read[name]:>11.0f}{loader[name]:>10.0f}{loader[name] / loader['folder']:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()

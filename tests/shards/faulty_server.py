@@ -1,0 +1,162 @@
+"""An HTTP server on loopback that serves a folder (with Range requests) and misbehaves on purpose,
+file by file, the way real servers and networks do."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.shards.helpers import write_synthetic_set
+
+CASE_BOUND_SECONDS = 60  # a test case with a server that misbehaves ends within this, or fails
+STALL_LIMIT_SECONDS = 60  # a stalled answer waits at most this long, or until the server stops
+ENDLESS_PIECE = bytes(range(256)) * 256
+
+@dataclass
+class FaultyServer:
+    """``with FaultyServer(folder) as server``: ``server.url`` serves ``folder``; ``server.requests``
+    logs (file name, first byte asked); ``server.faults`` maps a file name to what the server does
+    to every request for it:
+
+    - ``stall``: sends the file up to its middle, then nothing;
+    - ``drop``: announces the whole file, sends it up to its middle, then closes;
+    - ``endless``: answers 200 without a length, sends the file, then bytes without end;
+    - ``huge``: announces 3 GB and sends bytes without end;
+    - ``missing``: answers 404; ``redirect-out``: redirects to file:///etc/passwd;
+    - ``stall-once``, ``drop-once``, ``error-once`` (a 500): to the first request only, as a
+      network that heals.
+    """
+
+    root: Path
+    faults: dict[str, str] = field(default_factory=dict)
+    requests: list[tuple[str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.stopping = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def times_asked(self, name: str) -> int:
+        return sum(1 for asked, _ in self.requests if asked == name)
+
+    def __enter__(self) -> FaultyServer:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            name = self.path.rsplit("/", 1)[-1]
+            start = _range_start(self.headers.get("Range", ""))
+            server.requests.append((name, start))
+            fault = server.faults.get(name)
+            if fault is not None and fault.endswith("-once"):
+                if server.times_asked(name) > 1:
+                    fault = None
+                else:
+                    fault = fault.removesuffix("-once")
+            path = server.root / self.path.lstrip("/")
+            try:
+                self.answer(fault, path, start)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on an answer without end, as it should
+
+        def answer(self, fault: str | None, path: Path, start: int) -> None:
+            if fault == "missing" or not path.is_file():
+                return self.send_error(404)
+            if fault == "redirect-out":
+                self.send_response(302)
+                self.send_header("Location", "file:///etc/passwd")
+                return self.end_headers()
+            if fault == "error":
+                return self.send_error(500)
+            data = path.read_bytes()
+            if fault == "huge":
+                self.send_response(200)
+                self.send_header("Content-Length", str(3 << 30))
+                self.end_headers()
+                return self.send_without_end()
+            if fault == "endless":
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(data)
+                return self.send_without_end()
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(data) - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            middle = len(data) // 2
+            if fault in ("stall", "drop"):
+                self.wfile.write(data[start:max(start, middle)])
+                self.wfile.flush()
+                if fault == "stall":
+                    server.stopping.wait(STALL_LIMIT_SECONDS)
+                return None  # the connection closes short of the length announced
+            self.wfile.write(data[start:])
+            return None
+
+        def send_without_end(self) -> None:
+            while not server.stopping.is_set():
+                self.wfile.write(ENDLESS_PIECE)
+
+    return Handler
+
+
+def _range_start(header: str) -> int:
+    match = re.fullmatch(r"bytes=(\d+)-", header.strip())
+    return int(match.group(1)) if match else 0
+
+
+@pytest.fixture
+def quick_network(monkeypatch) -> None:
+    """Faults show in seconds: 1 s without a byte is a fault, 2 tries in a row fail a read."""
+    monkeypatch.setenv("GENVIEWS_NET_TIMEOUT", "1")
+    monkeypatch.setenv("GENVIEWS_NET_TRIES", "2")
+
+
+@pytest.fixture
+def bounded_case():
+    """A case that hangs fails here instead of holding up the suite."""
+    def give_up(*_: object) -> None:
+        raise TimeoutError(f"the case did not end within {CASE_BOUND_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(CASE_BOUND_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def served_folder(tmp_path_factory) -> Path:
+    """A folder holding ``set``: 16 groups in 4 shards (2 batches of 8)."""
+    root = tmp_path_factory.mktemp("served")
+    write_synthetic_set(root / "set", groups=16, groups_per_shard=4)
+    return root
+
+
+@pytest.fixture
+def server(served_folder: Path):
+    """A FaultyServer of ``served_folder``, without faults until a test sets them."""
+    with FaultyServer(served_folder) as running:
+        yield running
