@@ -12,7 +12,6 @@ LINE_HEIGHT times the most directions a shown group has.
 from __future__ import annotations
 
 import io
-import itertools
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -96,12 +95,12 @@ def format_amount(value: float) -> str:
 
 
 def read_groups(shard_set: ShardSet, start: int, count: int) -> list[Group]:
-    """Groups start..start+count-1, read from the shards that hold them only."""
+    """Groups start..start+count-1, read from the shards that hold them only, each to its end so
+    that its sha256 is checked against the manifest."""
     stop = start + count
     shards = [index for index, row in enumerate(shard_set.shard_rows)
               if row["last_anchor"] >= start and row["first_anchor"] < stop]
-    groups = itertools.chain.from_iterable(shard_set.shard_groups(index) for index in shards)
-    return list(itertools.islice((group for group in groups if group.anchor >= start), count))
+    return [group for index in shards for group in shard_set.shard_groups(index) if start <= group.anchor < stop]
 
 
 def row_label(shard_set: ShardSet, group: Group) -> list[str]:

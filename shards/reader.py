@@ -7,13 +7,15 @@ Chosen members (``ShardSet.chosen_views``; what the trainer reads): a tar walk t
 each header's name, size, type and checksum and reads only the members a reader uses (the views it
 chose and the class); the others (unchosen views, latents, metadata) are seeked over unread. The
 group's member names, its anchor order and the members it reads are checked as the whole-group
-reader checks them.
+reader checks them. The trainer's first read of a shard reads every byte anyway (to hash it), so
+that read checks every member as the whole-group reader does; the trainer remembers the verdict.
 
 Only bytes leave the tar: images stay JPEG until a view is chosen, latents load from a checked
 ``.npy`` header, and nothing is ever unpickled. Both ways check each shard against its manifest row
-as they stream (``shards.shard_check``, the check verify applies too), open only regular files inside
-the set's folder, and refuse a member, an image or an array whose header declares more than a
-limit allows (``shards.limits``) before reading it.
+as they stream (``shards.shard_check``, the check verify applies too: the whole-group reader always
+with the sha256, as it reads every byte), open only regular files inside the set's folder, and
+refuse a member, an image or an array whose header declares more than a limit allows
+(``shards.limits``) before reading it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from shards.limits import MEMBER_BYTES
 from shards.manifest import (check_location, is_remote, local_file, member_location, parse_manifest,
                              read_manifest_bytes)
 from shards.schema import (MANIFEST_NAME, CorruptSampleError, DamagedShardError, Group, group_key,
-                           latent_dim_of, oversized_image, parse_sample, view_problem)
+                           latent_dim_of, oversized_image, parse_sample, split_member_name, view_problem)
 from shards.shard_check import HashingStream, ShardCheck
 from shards.storage import open_remote, scheme_of
 from shards.jpeg_header import jpeg_dimensions
@@ -62,6 +64,14 @@ def reraise(error: Exception) -> bool:
 
 class UndecodableViewError(CorruptSampleError):
     """A view whose bytes start like a JPEG but do not decode."""
+
+
+class BrokenGroupError(CorruptSampleError):
+    """One group breaks the schema; the shard's other groups may be intact."""
+
+    def __init__(self, message: str, anchor: int):
+        super().__init__(message)
+        self.anchor = anchor
 
 
 def view_size(data: bytes, where: str = "The view") -> tuple[int, int]:
@@ -183,6 +193,7 @@ class ShardSet:
         source = self.shard_source(index)
         return gopen(source, self.shard_rows[index]["bytes"]) if is_remote(self.location) else open(source, "rb")
 
+    @cached_property
     def member_names(self) -> frozenset[str]:
         """What follows the key in the names of every group's members (``0.jpg``, ``cls``, ...)."""
         names = {f"{view}.jpg" for view in range(self.views)} | {"json"}
@@ -197,14 +208,16 @@ class ShardSet:
                      check_sha256: bool = False) -> Iterator[ChosenViews]:
         """The groups of shard ``index`` in anchor order, each with only the views
         ``choose(anchor)`` names and its class; its other members are skipped unread (unless
-        ``check_sha256``: then every byte is read and hashed, and the sha256 checked at the end).
+        ``check_sha256``: then every byte is read and hashed, every member checked as the
+        whole-group reader and verify check it (latents, metadata, every view's JPEG start and
+        declared size), and the sha256 checked at the end).
 
         Checked: the tar's headers; that the shard holds the anchors its row lists, in order, and
         has the row's size (and sha256); that each group has exactly the members the manifest
         implies; that its chosen views are JPEGs within the pixel limit and its class an index. A
-        broken group goes to ``handler`` (True: skip it and go on); a damaged shard, as a
-        DamagedShardError (True: skip the rest of it); otherwise the error, naming the shard (and
-        the sample), is raised."""
+        broken group goes to ``handler`` as a BrokenGroupError (True: skip it and go on); a damaged
+        shard, as a DamagedShardError (True: skip the rest of it); otherwise the error, naming the
+        shard (and the sample), is raised."""
         url = self.urls[index]
         items = self._read_chosen(index, choose, check_sha256)
         try:
@@ -229,30 +242,29 @@ class ShardSet:
         handler(problem)  # whatever it answers, the rest of this shard cannot be trusted
 
     def _read_chosen(self, index: int, choose: Callable[[int], Iterable[int]],
-                     check_sha256: bool) -> Iterator[ChosenViews | CorruptSampleError]:
-        """ChosenViews, or the CorruptSampleError of a broken group, in order; raises
+                     check_sha256: bool) -> Iterator[ChosenViews | BrokenGroupError]:
+        """ChosenViews, or the BrokenGroupError of a broken group, in order; raises
         DamagedShardError when the shard is not what its row says, TarFormatError or OSError when
         the tar does not read."""
         url = self.urls[index]
         check = ShardCheck(self.shard_rows[index], f"shard {url}")
-        expected = self.member_names()
-        labelled = self.num_classes > 0
+        class_member = {"cls"} if self.num_classes else set()  # read beside the chosen views
         group: _GroupMembers | None = None
         stream = self.open_shard(index) if is_remote(self.location) else gopen(self.shard_source(index))
         hashing = HashingStream(stream, url) if check_sha256 else None
         with TarReader(hashing or stream) as tar:
             for name in tar:
-                key, _, suffix = name.partition(".")
+                key, suffix = split_member_name(name, url)
                 if group is None or key != group.key:
                     if group is not None:
-                        yield group.finish(expected, self.num_classes)
+                        yield group.finish(self)
                     anchor = check.next_anchor(key, f"sample {key}")
                     chosen = list(choose(anchor))
-                    wanted = {f"{view}.jpg" for view in chosen} | ({"cls"} if labelled else set())
+                    wanted = None if check_sha256 else {f"{view}.jpg" for view in chosen} | class_member
                     group = _GroupMembers(key, anchor, chosen, wanted, url)
                 group.add(suffix, tar)
             if group is not None:
-                yield group.finish(expected, self.num_classes)
+                yield group.finish(self)
             check.check_end()
             if hashing is not None:
                 hashing.drain()
@@ -268,13 +280,15 @@ class ShardSet:
         hint = f"; python -m shards verify {self.location} names every damaged shard"
         check = ShardCheck(self.shard_rows[index], f"shard {url}", hint)
         try:
-            with TarReader(self.open_shard(index)) as tar:
+            hashing = HashingStream(self.open_shard(index), url)  # every byte is read: hash them too
+            with TarReader(hashing) as tar:
                 for sample in tar_samples(tar, url):
                     group = self.parse(sample)
                     check.next_anchor(group_key(group.anchor), f"anchor {group.anchor}")
                     yield group
                 check.check_end()
-                check.check_bytes(tar.end, None)
+                hashing.drain()
+                check.check_bytes(hashing.size, hashing.sha256.hexdigest())
         except (TarFormatError, *TAR_ERRORS) as error:
             raise DamagedShardError(f"shard {url} could not be read ({error_summary(error)}){hint}.") from None
 
@@ -286,11 +300,12 @@ class ShardSet:
 
 
 class _GroupMembers:
-    """One group's members as the tar walk meets them: every name, the data of the wanted ones."""
+    """One group's members as the tar walk meets them: every name, the data of the wanted ones
+    (``wanted`` None: of every member)."""
 
     __slots__ = ("key", "anchor", "chosen", "wanted", "source", "present", "data", "twice")
 
-    def __init__(self, key: str, anchor: int, chosen: list[int], wanted: set[str], source: str):
+    def __init__(self, key: str, anchor: int, chosen: list[int], wanted: set[str] | None, source: str):
         self.key, self.anchor, self.chosen, self.wanted, self.source = key, anchor, chosen, wanted, source
         self.present: set[str] = set()
         self.data: dict[str, bytes] = {}
@@ -300,16 +315,19 @@ class _GroupMembers:
         if suffix in self.present:
             self.twice = suffix
         self.present.add(suffix)
-        if suffix in self.wanted:
+        if self.wanted is None or suffix in self.wanted:
             self.data[suffix] = tar.read()
 
-    def finish(self, expected: frozenset[str], num_classes: int) -> ChosenViews | CorruptSampleError:
+    def finish(self, shard_set: ShardSet) -> ChosenViews | BrokenGroupError:
         """The group, or why it is broken (the messages of ``parse_sample``)."""
-        def fail(problem: str) -> CorruptSampleError:
-            return CorruptSampleError(f"shard {self.source}: sample {self.key} {problem}")
+        def fail(problem: str) -> BrokenGroupError:
+            return BrokenGroupError(f"shard {self.source}: sample {self.key} {problem}", self.anchor)
 
         if self.twice is not None:
             return fail(f"has member {self.twice} twice")
+        if self.wanted is None:
+            return self._checked_whole(shard_set)
+        expected, num_classes = shard_set.member_names, shard_set.num_classes
         if self.present != expected:
             missing, extra = sorted(expected - self.present), sorted(self.present - expected)
             return fail(f"has members {sorted(self.present)}; expected {sorted(expected)}"
@@ -327,6 +345,17 @@ class _GroupMembers:
                 return fail(f"has class {text!r}, not an index below {num_classes}")
             label = int(text)
         return ChosenViews(self.anchor, self.chosen, views, label, self.source)
+
+    def _checked_whole(self, shard_set: ShardSet) -> ChosenViews | BrokenGroupError:
+        """Every member checked as the whole-group reader checks it (``parse_sample``), then the
+        chosen views. A view whose frame header does not parse is left to the decoder, as there: an
+        unchosen one is never decoded, so it does not stop training (verify reports it)."""
+        try:
+            group = shard_set.parse({**self.data, "__key__": self.key, "__url__": self.source})
+        except CorruptSampleError as error:
+            return BrokenGroupError(str(error), self.anchor)
+        views = {view: group.views[view] for view in self.chosen}
+        return ChosenViews(self.anchor, self.chosen, views, group.label, self.source)
 
 
 class TarFormatError(ValueError):
@@ -471,7 +500,7 @@ def tar_samples(tar: TarReader, source: str) -> Iterator[dict[str, Any]]:
     raises CorruptSampleError."""
     sample: dict[str, Any] | None = None
     for name in tar:
-        key, _, suffix = name.partition(".")
+        key, suffix = split_member_name(name, source)
         if sample is None or key != sample["__key__"]:
             if sample is not None:
                 yield sample

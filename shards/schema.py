@@ -25,6 +25,7 @@ MANIFEST_NAME = "manifest.json"
 KEY_DIGITS = 10
 SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.tar$")
 RECORD_PATTERN = re.compile(r"^shard-(\d{6})\.json$")
+MEMBER_NAME = re.compile(rf"(\d{{{KEY_DIGITS}}})\.(.+)", re.DOTALL)  # KEY.SUFFIX of a tar member
 
 KINDS = ("synthetic", "real")
 
@@ -58,6 +59,17 @@ def shard_anchors(groups: int, groups_per_shard: int) -> list[range]:
 
 def group_key(anchor: int) -> str:
     return f"{anchor:0{KEY_DIGITS}d}"
+
+
+def split_member_name(name: str, source: str) -> tuple[str, str]:
+    """(key, what follows it) of a member's name: ``0000000042.1.jpg`` -> (``0000000042``, ``1.jpg``).
+    Raises DamagedShardError naming the member when the name does not start with a key and a dot
+    (``../x``, ``dir/0000000042.json``): its group cannot be told, so neither can the rest of the shard."""
+    match = MEMBER_NAME.fullmatch(name)
+    if match is None:
+        raise DamagedShardError(f"shard {source}: holds member {name!r}, whose name does not start with a "
+                                f"{KEY_DIGITS}-digit anchor key and a dot.")
+    return match.group(1), match.group(2)
 
 
 @dataclass

@@ -16,9 +16,11 @@ each rank's stream never ends (a rank with fewer shards reads them again); so DD
 rank that ran out. Workers persist across epochs and run ahead into the next one.
 
 Trust: each shard is checked against its manifest row as it streams (anchors, member names and
-sizes, the shard's size); the first time a worker reads a shard it also reads every byte of it and
-checks its sha256, and a shard found damaged is refused (or, with skip_corrupt, skipped and
-counted at every later read).
+sizes, the shard's size); the first time a worker reads a shard it also reads every byte of it,
+checks every member as ``python -m shards verify`` does (latents, metadata, every view's JPEG
+start and declared size; a view is decoded only when chosen) and the shard's sha256. So the trainer
+refuses what verify refuses, while later reads parse only the members they use. A shard or group found damaged is refused (or, with
+skip_corrupt, skipped and counted at every later read).
 
 Randomness: shard order from (seed, epoch, lap, set); view choice from (seed, epoch, lap, set,
 anchor), where a lap is one pass of the epoch's shard order, so views never depend on worker
@@ -51,8 +53,8 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shards import CorruptSampleError, ShardSetError
-from shards.reader import (ChosenViews, UndecodableViewError, decode_group_view, error_summary, view_name,
-                           view_size)
+from shards.reader import (BrokenGroupError, ChosenViews, UndecodableViewError, decode_group_view, error_summary,
+                           view_name, view_size)
 from shards.schema import DamagedShardError
 from train.augment import AugmentConfig, ViewAugment, ViewParams
 from train.gpu_augment import BatchViewAugment, ViewParamsBatch, decode_each, decode_views
@@ -191,8 +193,9 @@ class TrainStream(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.gpu_augment = gpu_augment
         self.policy = CorruptDataPolicy(skip_corrupt)
-        self.hashed: set[tuple[int, int]] = set()  # (set, shard) whose sha256 this process checked
+        self.hashed: set[tuple[int, int]] = set()  # (set, shard) whose every byte this process checked
         self.damaged: set[tuple[int, int]] = set()  # (set, shard) found damaged: skipped from then on
+        self.broken: set[tuple[int, int]] = set()  # (set, anchor) of groups found broken: skipped too
         self.epoch_cell = torch.zeros((), dtype=torch.int64).share_memory_()
         self.start_cell = torch.zeros((), dtype=torch.int64).share_memory_()  # batches of it already taken
 
@@ -262,18 +265,24 @@ class TrainStream(IterableDataset):
                                          "gave no readable group.")
 
     def shard_groups(self, set_index: int, shard: int, epoch: int, lap: int) -> Iterator[ChosenViews]:
-        """One read of a shard: its groups with their chosen views, the whole shard hashed the first
-        time this process reads it."""
+        """One read of a shard: its groups with their chosen views, every member checked and the
+        whole shard hashed the first time this process reads it."""
         shard_set = self.sources[set_index].shard_set
         read = (set_index, shard)
 
         def handle(error: Exception) -> bool:
             if isinstance(error, DamagedShardError):
                 self.damaged.add(read)
+            if isinstance(error, BrokenGroupError):
+                self.broken.add((set_index, error.anchor))
             return self.policy.handle(error, shard_set.urls[shard])
 
         choose = functools.partial(self.choose, shard_set.views, epoch, lap, set_index)
-        yield from shard_set.chosen_views(shard, choose, handler=handle, check_sha256=read not in self.hashed)
+        for group in shard_set.chosen_views(shard, choose, handler=handle, check_sha256=read not in self.hashed):
+            if (set_index, group.anchor) in self.broken:  # a later read does not check what made it broken
+                self.policy.skipped += 1
+            else:
+                yield group
         self.hashed.add(read)
 
     def choose(self, views_in_group: int, epoch: int, lap: int, set_index: int, anchor: int) -> list[int]:

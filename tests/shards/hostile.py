@@ -51,8 +51,15 @@ def change_manifest(directory: Path, change: Callable[[dict[str, Any]], None]) -
 def replace_shard(directory: Path, index: int, data: bytes) -> None:
     """Put ``data`` in place of shard ``index`` and re-hash its manifest row, as a sender who
     wants the set to pass a size and sha256 check would."""
+    (directory / f"shard-{index:06d}.tar").write_bytes(data)
+    rehash_row(directory, index)
+
+
+def rehash_row(directory: Path, index: int) -> None:
+    """Shard ``index``'s manifest row made to match its present bytes (size and sha256), so that what
+    a reader finds is the damage inside the shard, not the changed hash."""
     row_name = f"shard-{index:06d}.tar"
-    (directory / row_name).write_bytes(data)
+    data = (directory / row_name).read_bytes()
 
     def rehash(manifest: dict[str, Any]) -> None:
         row = next(row for row in manifest["shards"] if row["name"] == row_name)
@@ -84,6 +91,20 @@ def npy_declaring(shape: tuple[int, ...]) -> bytes:
     return buffer.getvalue()
 
 
+def pickled_npy() -> bytes:
+    """An .npy file of Python objects: loading it means unpickling."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"run": "code"}], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+def rename_member(directory: Path, index: int, name: str, new_name: str) -> None:
+    """Rename one member of shard ``index``, rows re-hashed."""
+    members = read_members(directory / f"shard-{index:06d}.tar")
+    assert name in dict(members), name
+    replace_shard(directory, index, tar_bytes([(new_name if old == name else old, data) for old, data in members]))
+
+
 def tar_with_huge_member(name: str, declared: int) -> bytes:
     """A tar whose member ``name`` declares ``declared`` bytes in its header, with 512 bytes of
     data after it: a reader that trusts the header allocates what it says."""
@@ -100,19 +121,25 @@ def cut_before_group(shard: Path, anchor: int) -> bytes:
 
 
 def every_reader_refuses(location: Path, *fragments: str, shard: int = 0,
-                         verify_says: tuple[str, ...] | None = None) -> None:
-    """The whole-group reader, the trainer's chosen-views reader and verify all refuse ``shard`` (and
-    verify nothing else), each in one line holding every fragment (verify: ``verify_says``, when its
-    sentence words the problem otherwise)."""
+                         verify_says: tuple[str, ...] | None = None, unread_members: bool = False) -> None:
+    """The whole-group reader, the trainer's chosen-views reader (on its first read of a shard, which
+    reads every byte, and on later reads, which read only the chosen views and the class) and verify
+    all refuse ``shard`` (and verify nothing else), each in one line holding every fragment (verify:
+    ``verify_says``, when its sentence words the problem otherwise). ``unread_members``: the damage
+    lies in members that later reads skip, so only the first read sees it."""
     shard_set = open_set(str(location))
     with pytest.raises(CorruptSampleError) as whole:
         list(shard_set.shard_groups(shard))
-    with pytest.raises(CorruptSampleError) as chosen:
-        list(shard_set.chosen_views(shard, lambda anchor: [0, 1]))
+    with pytest.raises(CorruptSampleError) as first_read:
+        list(shard_set.chosen_views(shard, lambda anchor: [0, 1], check_sha256=True))
+    messages = [(str(whole.value), fragments), (str(first_read.value), fragments)]
+    if not unread_members:
+        with pytest.raises(CorruptSampleError) as later_read:
+            list(shard_set.chosen_views(shard, lambda anchor: [0, 1]))
+        messages.append((str(later_read.value), fragments))
     problems = verify_set(location).problems
     assert [problem.shard for problem in problems] == [f"shard-{shard:06d}.tar"], problems
-    for message, expected in [(str(whole.value), fragments), (str(chosen.value), fragments),
-                              (problems[0].message, verify_says or fragments)]:
+    for message, expected in [*messages, (problems[0].message, verify_says or fragments)]:
         assert "\n" not in message and "Traceback" not in message and "BufferedReader" not in message, message
         assert all(fragment in message for fragment in expected), (message, expected)
 
