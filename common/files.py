@@ -62,6 +62,18 @@ def mount_point(path: Path) -> Path:
     return place
 
 
+def check_output_path(path: Path) -> None:
+    """Refuse, in one sentence, an output path that cannot even be looked up, such as one inside a
+    folder this user cannot enter (where ``Path.exists`` raises PermissionError)."""
+    try:
+        path.exists()
+    except PermissionError:
+        raise WriteError(f"Permission denied while looking up {path}: a folder on its path cannot be entered; "
+                         "choose a folder you can write to.") from None
+    except OSError as error:
+        raise WriteError(f"Cannot look up {path} ({error.strerror or error}).") from None
+
+
 def make_folder(path: Path) -> None:
     """``mkdir -p``, with OS errors as one sentence."""
     try:

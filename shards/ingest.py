@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from common.files import check_output_path
 from common.imagenet import read_class_table
 from common.parallel import ordered_map
 from shards.limits import IMAGE_PIXELS
@@ -65,6 +66,7 @@ def ingest_folder(folder: str | Path, out: str | Path, *, image_size: int, quali
     names, or of all); user mistakes raise ShardSetError."""
     _check_options(image_size, quality, groups_per_shard, seed, workers)
     folder, out = Path(folder), Path(out)
+    check_output_path(out)
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         plan = plan_ingest(folder, image_size, seed, pool, workers, progress, classes)

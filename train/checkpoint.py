@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,13 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from common.files import write_bytes_atomic
+from common.files import read_head, write_bytes_atomic
 from train.models import BACKBONES, ModelConfigError, build_encoder, check_backbone
 
 ENCODER_PREFIX = "encoder."  # the encoder's weights inside the model's state_dict
 REQUIRED_CONFIG = ("backbone", "small_images", "crop_size", "image_size")
+ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes starts
+TEXT_PROBE_BYTES = 4096  # what is read of a file that is not a checkpoint, to say what it is
 
 
 class CheckpointError(UserError):
@@ -39,14 +42,36 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"No checkpoint at {path}.")
+    head = read_head(path, TEXT_PROBE_BYTES, CheckpointError)
+    if not head.startswith(ZIP_MAGIC):
+        raise CheckpointError(f"{path} is not a genviews checkpoint: it is {_file_kind(head)}, not the zip "
+                              "archive that torch.save writes.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path} is not a readable genviews checkpoint "
-                              f"({str(error).splitlines()[0]}).") from None
+        raise CheckpointError(f"{path} is not a readable genviews checkpoint: {_load_failure(path, error)}.") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not a genviews checkpoint (no model or config).")
     return state
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """Why a file that starts like a zip archive did not load, in the words of a user, not torch's."""
+    if not zipfile.is_zipfile(path):
+        return "it starts like a zip archive but is cut short or damaged"
+    if "Weights only load failed" in str(error):
+        return "it holds Python objects that only unpickling would rebuild, and checkpoints are never unpickled"
+    return f"it is a zip archive that torch.load cannot read ({type(error).__name__})"
+
+
+def _file_kind(head: bytes) -> str:
+    """What a file that is not a checkpoint looks like, from its first bytes."""
+    if not head:
+        return "an empty file"
+    text = head[:TEXT_PROBE_BYTES].decode("utf-8", "replace")
+    if "\ufffd" in text[:-1] or "\0" in text:  # the last character may be cut by the probe
+        return "a file of another kind"
+    return "a text file"
 
 
 def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -83,6 +83,25 @@ def check_generator(generator: Any, name: str) -> None:
     sha = getattr(generator, "weights_sha256", None)
     if sha is not None and not isinstance(sha, str):
         raise GeneratorError(f"Generator {name!r} must have weights_sha256 as a string or None.")
+    device = getattr(generator, "device", None)
+    if device is not None:
+        check_device(device, name)
+
+
+def check_device(device: Any, name: str) -> None:
+    """Refuse, in one sentence, a device a generator declares that this machine does not have (a
+    batch sent there would fail inside torch, e.g. "Found no NVIDIA driver")."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise GeneratorError(f"Generator {name!r} declares device {device!r}, which is not a torch device.") from None
+    if device.type != "cuda":
+        return
+    present = torch.cuda.device_count()  # 0 without a driver, without raising
+    if (device.index or 0) >= present:
+        have = f"only {present} CUDA device{'s' if present > 1 else ''}" if present else "no CUDA device"
+        raise GeneratorError(f"Generator {name!r} declares device {device}, but this machine has {have}; "
+                             "make it on the device its options give (GeneratorOptions.device).")
 
 
 def check_images(images: Any, count: int) -> None:
