@@ -7,7 +7,9 @@ The set is served over loopback by an HTTP server that answers Range requests
 - read MB/s: every shard read once through ``ShardSet.open_shard`` in this process (the transport
   alone: shards.storage's stream with its read-ahead thread, or the file);
 - images/s: the trainer's loader (train.data, --workers workers, each reading one shard at a time),
-  as benchmarks/loader_throughput.py measures it, and its ratio to the folder's.
+  as benchmarks/loader_throughput.py measures it, and its ratio to the folder's; CPU ms/view, the
+  CPU time of this process and the workers per view (this process also runs both servers, so a
+  remote place's figure includes serving it).
 
     python -m benchmarks.remote_throughput [--data SET] [--groups 1000] [--workers 2] [--epochs 2]
 
@@ -23,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.loader_throughput import VIEWS, measure, render_set, shard_epochs
+from benchmarks.loader_throughput import VIEWS, Measurement, measure, render_set, shard_epochs
 from shards import ShardSet, open_set
 from shards.copy import copy_set
 from tests.shards.faulty_server import FaultyServer
@@ -46,7 +48,7 @@ def local_s3_endpoint():
     """moto's S3 server on a free loopback port, with the AWS variables pointing at it."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "benchmark",
@@ -79,12 +81,14 @@ def main() -> None:
             sets = {name: open_set(location) for name, location in places.items()}
             config = AugmentConfig(crop_size=args.crop_size)
             read: dict[str, float] = {}
-            loader: dict[str, float] = {}
+            loader: dict[str, Measurement] = {}
             for _ in range(args.rounds):
                 for name, shard_set in sets.items():
                     read[name] = max(read.get(name, 0.0), read_megabytes_per_second(shard_set))
                     found = measure(shard_epochs(shard_set, config, args), args.epochs)
-                    loader[name] = max(loader.get(name, 0.0), found.images_per_second)
+                    best = loader.get(name, found)
+                    loader[name] = Measurement(max(found.images_per_second, best.images_per_second),
+                                               min(found.cpu_ms_per_image, best.cpu_ms_per_image))
         s3.stop()
 
     shard_set = sets["folder"]
@@ -93,9 +97,13 @@ def main() -> None:
           f"{len(shard_set.shard_rows)} shards ({megabytes:.1f} MB); {args.views} views per sample cropped to "
           f"{args.crop_size} px; batch {args.batch_size}; {args.workers} workers; {args.epochs} timed epochs, "
           f"best of {args.rounds} rounds; load average {os.getloadavg()[0]:.2f}")
-    print(f"{'place':<22}{'read MB/s':>11}{'images/s':>10}{'ratio':>8}")
+    print(f"{'place':<22}{'read MB/s':>11}{'images/s':>10}{'ratio':>8}{'CPU ms/view':>13}{'ratio':>8}")
+    folder_figures = loader["folder"]
     for name in places:
-        print(f"{name:<22}{read[name]:>11.0f}{loader[name]:>10.0f}{loader[name] / loader['folder']:>7.2f}x")
+        found = loader[name]
+        print(f"{name:<22}{read[name]:>11.0f}{found.images_per_second:>10.0f}"
+              f"{found.images_per_second / folder_figures.images_per_second:>7.2f}x{found.cpu_ms_per_image:>13.3f}"
+              f"{found.cpu_ms_per_image / folder_figures.cpu_ms_per_image:>7.2f}x")
 
 
 if __name__ == "__main__":

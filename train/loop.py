@@ -23,6 +23,7 @@ from common.errors import UserError
 from common.files import make_folder, write_bytes_atomic, write_json_atomic
 from common.provenance import provenance
 from common.yaml_files import dump_yaml
+from shards import CorruptSampleError
 from train import distributed
 from train.augment import AugmentConfig, normalize
 from train.checkpoint import load_checkpoint, save_checkpoint
@@ -49,6 +50,14 @@ def diverged_error(first_step: int, step: int, out: Path, saved_step: int | None
             else "no checkpoint was written")
     return RunError(f"The loss turned nan or inf {when}, so training stopped and {kept}; lower --lr or "
                     "raise --temperature.")
+
+
+def unreadable_data_error(error: CorruptSampleError, out: Path) -> RunError:
+    """The error that stops a run on data it cannot read (or skip), saying where ``--resume`` continues."""
+    last = out / LAST
+    kept = (f"{last} holds step {load_checkpoint(last)['step']}, where --resume continues" if last.exists()
+            else "no checkpoint was written yet")
+    return RunError(f"{str(error).rstrip('.')}; training stopped, and {kept}.")
 
 
 def check_method(config: dict[str, Any], sources: list) -> None:
@@ -324,6 +333,8 @@ def run(params: dict[str, Any], on_command_line: set[str]) -> None:
         if resume_state:
             check_resume(config, resume_state)
         train(config, sources, dist_info, resume_state)
+    except CorruptSampleError as error:  # a shard or sample that stays unreadable
+        raise unreadable_data_error(error, Path(config["out"])) from None
     finally:
         distributed.cleanup()
 

@@ -30,7 +30,7 @@ class FaultyServer:
     - ``huge``: announces 3 GB and sends bytes without end;
     - ``missing``: answers 404; ``redirect-out``: redirects to file:///etc/passwd;
     - ``stall-once``, ``drop-once``, ``error-once`` (a 500): to the first request only, as a
-      network that heals.
+      network that heals; ``stall-later``: to every request but the first.
     """
 
     root: Path
@@ -69,11 +69,11 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
             start = _range_start(self.headers.get("Range", ""))
             server.requests.append((name, start))
             fault = server.faults.get(name)
+            first = server.times_asked(name) == 1
             if fault is not None and fault.endswith("-once"):
-                if server.times_asked(name) > 1:
-                    fault = None
-                else:
-                    fault = fault.removesuffix("-once")
+                fault = fault.removesuffix("-once") if first else None
+            elif fault is not None and fault.endswith("-later"):
+                fault = None if first else fault.removesuffix("-later")
             path = server.root / self.path.lstrip("/")
             try:
                 self.answer(fault, path, start)

@@ -25,7 +25,7 @@ FAST = ["--epochs", "1", "--batch-size", "8", "--backbone", "convnet-small", "--
 @pytest.fixture(scope="module")
 def bucket():
     """s3://BUCKET on a moto server on loopback, the standard AWS variables pointing at it."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     with pytest.MonkeyPatch.context() as environment:

@@ -4,6 +4,7 @@ sentence, or with --skip-corrupt is skipped and counted."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -13,15 +14,17 @@ import torch
 from tests.cli import assert_clean_failure, run_in_process
 from tests.shards.faulty_server import (FaultyServer, bounded_case, quick_network, served_folder,  # noqa: F401
                                         server)  # fixtures
+from shards.schema import shard_name
+from train.data import shard_reads
 from train.main import main as train_main
 
 pytestmark = pytest.mark.usefixtures("quick_network", "bounded_case")
-FAST = ["--epochs", "1", "--batch-size", "8", "--backbone", "convnet-small", "--workers", "0", "--log-every", "1",
+FAST = ["--batch-size", "8", "--backbone", "convnet-small", "--workers", "0", "--log-every", "1",
         "--no-progress", "--warmup", "0"]
 
 
-def train(data: str | Path, out: Path, *extra: str):
-    return run_in_process(train_main, "train/main.py", "--data", data, "--out", out, *FAST, *extra)
+def train(data: str | Path, out: Path, *extra: str, epochs: int = 1):
+    return run_in_process(train_main, "train/main.py", "--data", data, "--out", out, "--epochs", epochs, *FAST, *extra)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -41,12 +44,29 @@ def test_a_drop_and_a_stall_that_heal_leave_the_weights_of_the_folder_run(tmp_pa
     assert expected.keys() == got.keys() and all(torch.equal(expected[key], got[key]) for key in expected)
 
 
-def test_a_shard_that_stays_unreadable_stops_the_run_in_one_sentence(tmp_path: Path, server: FaultyServer):
-    server.faults["shard-000002.tar"] = "stall"
+def read_once_in_the_first_epoch(shards: int) -> str:
+    """A shard that the first epoch of a run with --batch-size 2 reads once: that epoch reads its 16 groups
+    and fills a shuffle buffer of 8, so at most 7 shard reads of 4 groups (train.data.shard_reads)."""
+    order = [shard for shard, _ in itertools.islice(shard_reads(shards, seed=0, epoch=0, set_index=0, rank=0,
+                                                                world_size=1, worker=0, num_workers=1), 7)]
+    return shard_name(next(shard for shard in range(shards) if order.count(shard) == 1))
 
-    result = train(f"{server.url}/set", tmp_path / "run")
 
-    assert_clean_failure(result, f"{server.url}/set/shard-000002.tar could not be read: no data for 1 s (2 tries).")
+def test_a_shard_that_stays_unreadable_stops_the_run_in_one_sentence_and_resume_continues(
+        tmp_path: Path, server: FaultyServer):
+    unreadable = read_once_in_the_first_epoch(4)
+    server.faults[unreadable] = "stall-later"  # read whole in the first epoch, then never again
+    url, run, small_batches = f"{server.url}/set", tmp_path / "run", ("--batch-size", "2")
+
+    stopped = train(url, run, *small_batches, epochs=2)
+    del server.faults[unreadable]
+    resumed = train(url, run, *small_batches, "--resume", epochs=2)
+
+    assert_clean_failure(stopped, f"{url}/{unreadable} could not be read: no data for 1 s (2 tries); training "
+                                  f"stopped, and {run / 'last.pt'} holds step 8, where --resume continues.")
+    assert stopped.stderr.count("\n") == 1
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Trained to step 16; checkpoint {run / 'last.pt'}." in resumed.stdout
 
 
 def test_skip_corrupt_skips_a_shard_that_stays_unreadable_and_counts_it(tmp_path: Path, server: FaultyServer):
