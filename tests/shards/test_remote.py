@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from evaluate.cli import cli as evaluate_cli
 from shards.cli import cli
 from shards.reader import open_set
 from shards.schema import ShardSetError
 from tests.cli import assert_clean_failure, run_in_process
+from tests.evaluate.helpers import write_checkpoint
 from tests.shards.faulty_server import (FaultyServer, bounded_case, quick_network, served_folder,  # noqa: F401
                                         server)  # fixtures
 
@@ -80,6 +82,27 @@ def test_a_server_error_that_heals_is_tried_again(server: FaultyServer):
 
     assert verify(f"{server.url}/set").returncode == 0
     assert server.times_asked(FAULTY) == 2
+
+
+def test_evaluate_reads_the_server_as_the_folder_and_stops_at_a_shard_that_stays_unreadable(
+        tmp_path: Path, served_folder: Path, server: FaultyServer):
+    checkpoint = write_checkpoint(tmp_path / "run" / "last.pt", weights_backbone="convnet-small")
+    url = f"{server.url}/set"
+
+    def knn(location: str | Path, out: str):
+        return run_in_process(evaluate_cli, "python -m evaluate", "knn", "--checkpoint", checkpoint, "--train",
+                              location, "--val", location, "--k", 3, "--no-progress", "--out", tmp_path / out)
+
+    local = knn(served_folder / "set", "local")
+    server.faults[FAULTY] = "drop-once"
+    healed = knn(url, "healed")
+    server.faults[FAULTY] = "stall"
+    stopped = knn(url, "stopped")
+
+    assert local.returncode == 0 and healed.returncode == 0, healed.stderr
+    assert healed.stdout.split(" on ")[0] == local.stdout.split(" on ")[0]  # the same accuracy
+    assert_clean_failure(stopped, f"{url}/{FAULTY} could not be read: no data for 1 s (2 tries).")
+    assert stopped.stderr.count("\n") == 1
 
 
 def test_a_manifest_without_end_is_refused_at_the_member_limit(server: FaultyServer, monkeypatch):
