@@ -1,10 +1,11 @@
 """Generation throughput: forward-only images/s against the whole job (render, encode, write).
 
 A ratio near 1.0 means encoding and writing hide behind the next batch's forward pass. BigGAN runs
-with random weights of the real architecture (no download needed). The memory check runs the job
-as a subprocess at two set sizes and compares peak resident memory.
+with random weights of the real architecture (no download needed); ``diffusers`` is the tests' tiny
+random-weight DiT (tests.random_dit), sampled in 50 steps. The memory check runs the job as a
+subprocess at two set sizes and compares peak resident memory.
 
-    python -m benchmarks.generate_throughput [--generators deadleaves,biggan-deep-128] [--device auto]
+    python -m benchmarks.generate_throughput [--generators deadleaves,biggan-deep-128,diffusers] [--device auto]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from generate.generators import GeneratorOptions, make_generator
 from generate.job import JobConfig, Partition, render, run_job
 from generate.sampling import ViewSpec
 from tests.random_biggan import BIGGAN_DEEP_CONFIGS, write_random_biggan
+from tests.random_dit import write_random_dit
 
 VIEWS = 2
 
@@ -34,6 +36,8 @@ def make(name: str, device: torch.device, scratch: Path):
     if name.startswith("biggan"):
         weights = scratch / name
         write_random_biggan(weights, BIGGAN_DEEP_CONFIGS[name])
+    elif name == "diffusers":
+        weights = write_random_dit(scratch / name)
     return make_generator(name, GeneratorOptions(weights=weights, device=device, truncation=1.0))
 
 

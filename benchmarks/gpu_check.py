@@ -11,10 +11,12 @@ job, GPU and CPU JPEG encoders, against its forward pass), ``jpeg`` (the CPU enc
 nvJPEG), ``precision`` (bf16 and fp16 against fp32, benchmarks.precision_difference) and
 ``loader`` (training images/s with the CPU loader, with GPU decode and augmentation, and with a
 batch held in memory, for resnet18 at 64 px and resnet50 at 128 and 224 px; and how far the GPU
-path's views are from the CPU loader's for the same batch). BigGAN runs with random weights of the
-real architecture.
+path's views are from the CPU loader's for the same batch) and ``dit`` (DiT-XL/2-256 in the default
+precision, 50 DDIM steps with guidance: the sampler alone against the whole job). BigGAN and DiT
+run with random weights of the real architectures.
 
-``--smoke`` runs every section on the CPU at a tiny size (a 32-px BigGAN, a 16-px loader), so that
+``--smoke`` runs every section on the CPU at a tiny size (a 32-px BigGAN, a 16-px loader, a one-layer
+DiT on 8x8 latents in 2 steps), so that
 the tests keep this script working on machines without a GPU; the GPU-only parts then record why
 they were skipped.
 
@@ -50,17 +52,22 @@ from generate.batch_size import auto_batch_size
 from generate.encoding import JpegEncoder, encode_on_gpu
 from generate.generators import GeneratorError, GeneratorOptions, make_generator
 from generate.generators.biggan import make_biggan
+from generate.generators.diffusion import DiffusionGenerator, assemble
+from generate.generators.runtime import default_precision
+from generate.encoding import choose_encoder
 from generate.job import ENCODE_THREADS, Partition, run_job
 from tests.cli import tree_digest
 from tests.random_biggan import BIGGAN_DEEP_CONFIGS, TINY_BIGGAN_CONFIG, write_random_biggan
+from tests.random_dit import DIT_XL_2_256_TRANSFORMER, SD_VAE, TINY_TRANSFORMER, TINY_VAE, random_dit
 from train.augment import AugmentConfig
 from train.data import Batch, DeviceAugment, build_loader
-from train.main import training_step
+from train.loop import training_step
 from train.models import build_model
 from train.optim import build_optimizer
 from train.sources import open_sources
 
 NAME = "biggan-deep-256"  # the registry name; the smoke check loads the tiny config under it
+DIT_NAME = "dit-xl-2-256"  # the DiT section's, its tiny config too under --smoke
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +84,21 @@ class Sizes:
     train_steps: int
     train_warmup: int
     workers: int
+    dit_configs: tuple[dict, dict]  # (transformer, VAE)
+    dit_steps: int
+    dit_batch: int  # images per sampler call (guidance doubles what the transformer sees)
+    dit_groups: int  # groups of 2 views rendered per measurement
 
 
 FULL = Sizes(device="cuda", biggan_config=BIGGAN_DEEP_CONFIGS[NAME], batch_size=64, forward_groups=512,
              job_groups=1024, jpeg_images=512, precision_images=64,
              loaders=(("resnet18", 64), ("resnet50", 128), ("resnet50", 224)), train_batch=256,
-             train_steps=8, train_warmup=3, workers=12)
+             train_steps=8, train_warmup=3, workers=12, dit_configs=(DIT_XL_2_256_TRANSFORMER, SD_VAE), dit_steps=50,
+             dit_batch=32, dit_groups=32)
 SMOKE = Sizes(device="cpu", biggan_config=TINY_BIGGAN_CONFIG, batch_size=4, forward_groups=2, job_groups=4,
               jpeg_images=4, precision_images=2, loaders=(("convnet-small", 16),), train_batch=4,
-              train_steps=1, train_warmup=1, workers=0)
+              train_steps=1, train_warmup=1, workers=0, dit_configs=(TINY_TRANSFORMER, TINY_VAE), dit_steps=2,
+              dit_batch=4, dit_groups=2)
 
 
 def biggan(sizes: Sizes, weights: Path, **options: Any):
@@ -251,9 +264,27 @@ def section_loader(sizes: Sizes, weights: Path, scratch: Path) -> dict[str, Any]
     return figures
 
 
+def section_dit(sizes: Sizes, weights: Path, scratch: Path) -> dict[str, Any]:
+    """DiT-XL/2-256 as ``generate --generator dit-xl-2-256`` runs it (default precision and guidance),
+    built in memory: the sampler alone on the job's batches against the whole job."""
+    device = torch.device(sizes.device)
+    started = time.perf_counter()
+    transformer, vae, scheduler = random_dit(*sizes.dit_configs, device=sizes.device)
+    generator = DiffusionGenerator(DIT_NAME, assemble(transformer, vae, scheduler, "random"), GeneratorOptions(
+        None, device, 1.0, precision=default_precision(device), sampling_steps=sizes.dit_steps))
+    figures: dict[str, Any] = {"build_seconds": time.perf_counter() - started, "precision": generator.precision,
+                               "steps": generator.steps, "guidance": generator.guidance, "batch_size": sizes.dit_batch}
+    config = job_config(DIT_NAME, generator, sizes.dit_groups, sizes.dit_batch, scratch / "dit")
+    figures["sampler"] = forward_images_per_second(generator, config, device)
+    figures["jpeg_encoder"] = choose_encoder("auto", device)
+    figures["job"] = job_images_per_second(generator, dataclasses.replace(config, jpeg_encoder=figures["jpeg_encoder"]))
+    figures["job_over_sampler"] = figures["job"] / figures["sampler"]
+    return figures
+
+
 SECTIONS: dict[str, Callable[[Sizes, Path, Path], dict[str, Any]]] = {
     "biggan": section_biggan, "compile": section_compile, "job": section_job, "jpeg": section_jpeg,
-    "precision": section_precision, "loader": section_loader}
+    "precision": section_precision, "loader": section_loader, "dit": section_dit}
 
 
 def run_section(section: str, sizes: Sizes, weights: Path, out: Path) -> dict[str, Any]:
@@ -277,7 +308,7 @@ def number(value: Any, digits: int = 1) -> str:
 def table(out: Path) -> str:
     """The short table: every figure the issue asks for, 'missing' where a section did not finish."""
     forward, compiled, job = read(out, "biggan"), read(out, "compile"), read(out, "job")
-    jpeg, loader = read(out, "jpeg"), read(out, "loader")
+    jpeg, loader, dit = read(out, "jpeg"), read(out, "loader"), read(out, "dit")
     rows = ["| BigGAN-deep-256 (random weights) | images/s |", "|---|---|"]
     for variant in ("fp32", "bf16", "bf16+trim", "bf16+trim+channels-last"):
         rows.append(f"| forward {variant} | {number(forward.get(variant))} |")
@@ -294,6 +325,12 @@ def table(out: Path) -> str:
     rows.append(f"| set identical made again; at another batch size | "
                 f"{job.get('set_identical_when_made_again', 'missing')}; "
                 f"{job.get('set_identical_at_another_batch_size', 'missing')} |")
+    rows += ["", f"| DiT-XL/2-256 (random weights), {dit.get('steps', 'missing')} steps, guidance "
+                 f"{dit.get('guidance', 'missing')}, {dit.get('precision', 'missing')}, batch "
+                 f"{dit.get('batch_size', 'missing')} | images/s |", "|---|---|",
+             f"| sampler alone | {number(dit.get('sampler'), 2)} |",
+             f"| whole job, {dit.get('jpeg_encoder', 'missing')} JPEG (job/sampler "
+             f"{number(dit.get('job_over_sampler'), 2)}) | {number(dit.get('job'), 2)} |"]
     rows += ["", "| training | CPU loader | GPU augment | in memory | CPU / memory | GPU aug / memory "
                  "| GPU aug views - CPU's, mean / max levels |", "|---|---|---|---|---|---|---|"]
     for name, row in loader.items():

@@ -24,7 +24,7 @@ import torch
 from train.augment import AugmentConfig
 from train.data import Batch, build_loader
 from train.sources import open_sources
-from train.main import training_step
+from train.loop import training_step
 from train.models import build_model
 from train.optim import build_optimizer
 

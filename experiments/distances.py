@@ -9,7 +9,7 @@ images in pixels (mean absolute difference, 0 to 1) and in the features of the e
 
 - two crops and flips of one image (what ``none`` trains on),
 - an anchor and its latent view, as generated, and after a crop and flip of each (what a gaussian
-  condition trains on),
+  condition trains on; a renoise condition's re-noised views likewise),
 - two anchors of the same class (how far a class positive would be).
 
 It writes ``distances.json`` and ``distances.md`` into the experiment folder.
@@ -17,6 +17,7 @@ It writes ``distances.json`` and ``distances.md`` into the experiment folder.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import statistics
@@ -92,11 +93,12 @@ def main(experiment: Path, groups: int, seed: int, progress: bool) -> None:
     wanted: dict[str, Callable[[], list[Pair]]] = {
         "two crops of one image": lambda: pairs_of(none, groups, view),
         "two anchors of one class": lambda: same_class_pairs(none, groups)}
-    for location in sorted((experiment / "data").glob("gaussian-*")):
-        if "-x" not in location.name:  # K = 2 sets: view 1 is the latent view
-            sigma = location.name.removeprefix("gaussian-")
-            wanted[f"latent view, sigma {sigma}"] = lambda location=location: pairs_of(location, groups, None)
-            wanted[f"latent view + crops, sigma {sigma}"] = lambda location=location: pairs_of(location, groups, view)
+    for prefix, kind, amount in (("gaussian-", "latent view", "sigma"), ("renoise-", "re-noised view", "strength")):
+        for location in sorted((experiment / "data").glob(f"{prefix}*")):
+            if "-x" not in location.name:  # K = 2 sets: view 1 is the latent view
+                value = location.name.removeprefix(prefix)
+                wanted[f"{kind}, {amount} {value}"] = functools.partial(pairs_of, location, groups, None)
+                wanted[f"{kind} + crops, {amount} {value}"] = functools.partial(pairs_of, location, groups, view)
     rows = {name: measure(pairs(), features) for name, pairs in tqdm(wanted.items(), desc="distances",
                                                                       disable=not progress)}
     write_json_atomic(experiment / "distances.json", {"encoder": str(checkpoint), "groups": groups, "rows": rows})

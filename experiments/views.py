@@ -9,11 +9,14 @@ private shortcuts:
 
 1. carve a validation split from the real train split (``experiments.validation``: seeded, per
    class, recorded in ``split/split.json``) and ``python -m shards ingest`` both parts;
-2. ``python -m generate.fit`` a small class-conditional GAN on the train split's fit part;
+2. ``python -m generate.fit`` a small class-conditional GAN on the train split's fit part, unless
+   ``--generator DIR`` names a diffusion model (a diffusers pipeline folder) to take its place;
 3. choose what is chosen on the validation split only: with several ``--sigma`` values, one
    gaussian set and one encoder (the first seed) per value, scored by kNN top-1 on the validation
    part; the choice goes to ``choices.json``;
-4. ``python -m generate --generator cgan`` one set per view method and number of views;
+4. ``python -m generate --generator cgan`` (or ``diffusers --weights DIR``, its images resized to
+   ``--image-size``) one set per view method and number of views; ``renoise`` views need a
+   diffusion model;
 5. ``train/main.py --backbone convnet-small`` every condition for every seed, for the same steps and
    images per step (multi-view conditions take 2/K as many groups of K views), with crops and flips
    (``--color-augment`` adds colour jitter and grayscale, which colour images need); the
@@ -56,6 +59,7 @@ from experiments.stats import paired_difference
 from experiments.tables import experiment_table
 from generate.cli import main as generate_main
 from generate.fit import REPORT_FILE, STATE_FILE, main as fit_main
+from generate.sampling import DEFAULT_STRENGTH
 from generate.steer import main as steer_main
 from shards.cli import cli as shards_cli
 from shards.ingest import list_folder
@@ -66,6 +70,9 @@ SPLITS = ("train", "test")
 SETTINGS_FILE = "experiment.json"
 CHOICES_FILE = "choices.json"
 MULTI_VIEWS = (4, 8)  # the K of the multi-view conditions none-xK, gaussian-xK, supcon-xK
+# Settings added since experiments were first recorded, with the values those experiments ran with.
+LATER_SETTINGS = {"generator": None, "strength": DEFAULT_STRENGTH}
+STEERED_CONDITIONS = ("steer", "gaussian+steer")  # their walks are fitted on the cgan
 # The trainer scales its --lr by the batch in groups / 256: the recipe's peak of 1e-3 at 128 groups (256
 # images), so the same per-image rate at any batch (5e-4 at the default 64 groups).
 LR_PER_256_GROUPS = 2e-3
@@ -91,13 +98,15 @@ def gaussian_set(sigma: float, views: int | None = None) -> str:
     return f"gaussian-{sigma:g}" + (f"-x{views}" if views else "")
 
 
-def conditions(sigma: float, sweep: tuple[float, ...]) -> dict[str, Condition]:
+def conditions(sigma: float, sweep: tuple[float, ...],
+               strength: float = DEFAULT_STRENGTH) -> dict[str, Condition]:
     """Every condition the experiment can run, by name; ``gaussian@S`` for each sigma of the sweep."""
     named = {
         "random": Condition("random init (floor)", None),
         "none": Condition("generated, no latent views", "none"),
         "gaussian": Condition(f"generated, gaussian views sigma {sigma:g}", gaussian_set(sigma)),
         "independent": Condition("generated, independent same-class views", "independent"),
+        "renoise": Condition(f"generated, re-noised views strength {strength:g}", f"renoise-{strength:g}"),
         "real": Condition("real train split, SimCLR", "real-fit"),
         "supcon": Condition(f"generated, gaussian views sigma {sigma:g}, SupCon", gaussian_set(sigma), "supcon"),
         "steer": Condition("generated, steered views", "steer"),
@@ -142,6 +151,8 @@ class Settings:
     color_augment: bool
     val_fraction: float
     split_seed: int
+    generator: str | None = None  # a diffusers pipeline folder in place of the fitted cgan
+    strength: float = DEFAULT_STRENGTH  # of the renoise condition
 
     def set_arguments(self, name: str, walks: Path) -> list[object]:
         """``python -m generate`` arguments of a generated set, by its name (``walks``: the fitted walk file)."""
@@ -149,6 +160,9 @@ class Settings:
             return ["--view-method", "none", "--views", 1]
         if name == "independent":
             return ["--view-method", "independent", "--views", self.views]
+        if name.startswith("renoise-"):
+            strength = float(name.removeprefix("renoise-"))
+            return ["--view-method", "renoise", "--strength", strength, "--views", self.views]
         if name == "steer":
             return ["--view-method", "steer", "--walks", walks, "--views", self.views]
         if name.startswith("gaussian+steer-"):
@@ -165,7 +179,7 @@ class Experiment:
         self.out = out
         self.settings = settings
         self.progress = progress
-        self.named = conditions(settings.sigma[0], settings.sigmas)
+        self.named = conditions(settings.sigma[0], settings.sigmas, settings.strength)
         self.started = time.perf_counter()
 
     def path(self, *parts: str) -> Path:
@@ -177,7 +191,7 @@ class Experiment:
             self.ingest(self.path("split", part), f"real-{part}")
         self.fit_generator()
         sigma = self.choose_sigma()
-        self.named = conditions(sigma, self.settings.sigmas)
+        self.named = conditions(sigma, self.settings.sigmas, self.settings.strength)
         generated = sorted({self.named[c].data for c in self.settings.conditions} - {None, "real-fit"})
         if any("steer" in name for name in generated):
             self.fit_walks()
@@ -213,7 +227,7 @@ class Experiment:
 
     def fit_generator(self) -> None:
         weights = self.path("generator")
-        if (weights / REPORT_FILE).is_file():
+        if self.settings.generator is not None or (weights / REPORT_FILE).is_file():
             return
         resume = ["--resume"] if (weights / STATE_FILE).is_file() else []
         run_cli("generate.fit", ["--data", self.path("split", "fit"), "--out", weights,
@@ -263,8 +277,10 @@ class Experiment:
             return
         groups = read_json(self.path("data", "real-fit", "manifest.json"))["groups"]
         arguments = self.settings.set_arguments(name, self.path("walks", "cgan.pt"))
-        run_cli("generate", ["--generator", "cgan", "--weights", self.path("generator"),
-                             "--n-anchors", groups, *arguments, "--seed", 0,
+        generator = (["--generator", "cgan", "--weights", self.path("generator")] if self.settings.generator is None
+                     else ["--generator", "diffusers", "--weights", self.settings.generator,
+                           "--image-size", self.settings.image_size])
+        run_cli("generate", [*generator, "--n-anchors", groups, *arguments, "--seed", 0,
                              "--out", self.path("data", name), *self.no_progress()])
 
     def train(self, condition: Condition, seed: int) -> None:
@@ -353,13 +369,23 @@ class Experiment:
             "data": {name: {"manifest_sha256": sha256_file(self.path("data", name, "manifest.json")),
                             "groups": manifest["groups"], "views": manifest["views"],
                             "view_method": manifest["view_method"]} for name, manifest in data.items()},
-            "generator": read_json(self.path("generator", REPORT_FILE)),
-            "generator_config_sha256": sha256_file(self.path("generator", "config.json")),
+            **self.generator_report(data),
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "python": platform.python_version()},
             "wall_minutes_this_invocation": round((time.perf_counter() - self.started) / 60, 1),
             "provenance": provenance(["python", "-m", "experiments.views", *sys.argv[1:]]),
         }
+
+    def generator_report(self, manifests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The fitted cgan's report and config sha256, or the diffusion model's folder and what its sets
+        record of it."""
+        if self.settings.generator is None:
+            return {"generator": read_json(self.path("generator", REPORT_FILE)),
+                    "generator_config_sha256": sha256_file(self.path("generator", "config.json"))}
+        made = next((manifest["generator"] for manifest in manifests.values() if manifest["kind"] == "synthetic"),
+                    {})
+        recorded = {key: made.get(key) for key in ("weights_sha256", "resolution", "num_classes", "sampler")}
+        return {"generator": {"diffusers": self.settings.generator, **recorded}}
 
     def data_names(self) -> list[str]:
         used = {self.named[name].data for name in self.settings.conditions} - {None}
@@ -430,10 +456,23 @@ def check_real_folder(real: Path, labels_per_class: int, val_fraction: float) ->
                               f"keeps {short[0][0]}.")
 
 
-def check_conditions(names: tuple[str, ...], known: dict[str, Condition]) -> None:
+def check_conditions(names: tuple[str, ...], known: dict[str, Condition], generator: str | None) -> None:
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ExperimentError(f"Unknown condition {unknown[0]!r}; choose from {', '.join(known)}.")
+    if "renoise" in names and generator is None:
+        raise ExperimentError("The renoise condition re-noises a diffusion model's samples; give --generator DIR, "
+                              "a diffusers pipeline folder.")
+    steered = [name for name in names if name in STEERED_CONDITIONS]
+    if steered and generator is not None:
+        raise ExperimentError(f"The {steered[0]} condition steers along walks fitted on the cgan; drop it with "
+                              "--generator.")
+
+
+def check_generator(generator: str | None) -> None:
+    if generator is not None and not (Path(generator) / "model_index.json").is_file():
+        raise ExperimentError(f"--generator {generator} is not a diffusers pipeline folder (it has no "
+                              "model_index.json); save one there with save_pretrained(DIR).")
 
 
 def check_folder(out: Path, settings: Settings, resume: bool) -> None:
@@ -447,7 +486,14 @@ def check_folder(out: Path, settings: Settings, resume: bool) -> None:
     if not resume:
         raise ExperimentError(f"{out} already holds an experiment; pass --resume to continue it or choose "
                               "another --out.")
-    recorded = read_json(recorded_path)
+    try:
+        recorded = read_json(recorded_path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise ExperimentError(f"--resume: {out} is not a readable experiment (its {SETTINGS_FILE} is not a JSON "
+                              "object of settings); choose another --out.")
+    recorded = {**LATER_SETTINGS, **recorded}
     wanted = json.loads(json.dumps(asdict(settings)))
     changed = sorted(key for key in wanted.keys() | recorded.keys() if recorded.get(key) != wanted.get(key))
     if changed:
@@ -475,8 +521,9 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Experiment folder: split, sets, generator, runs, table.md, views.png, results.json.")
 @click.option("--conditions", "condition_list", default=",".join(DEFAULT_CONDITIONS),
-              help="Comma-separated conditions: random, none, gaussian, independent, real, supcon, steer, "
-                   "gaussian+steer; the multi-view ones none-xK, gaussian-xK and supcon-xK for K in "
+              help="Comma-separated conditions: random, none, gaussian, independent, renoise (with --generator), "
+                   "real, supcon, steer, gaussian+steer; the multi-view ones none-xK, gaussian-xK and supcon-xK "
+                   "for K in "
                    f"{', '.join(map(str, MULTI_VIEWS))} (K views per sample, multipos or SupCon; none-xK takes K "
                    "augmented views of one image); and gaussian@SIGMA for each --sigmas value.")
 @click.option("--seeds", default="0,1,2", help="Comma-separated training seeds (3 or more for intervals that "
@@ -490,6 +537,12 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
               help="Part of each class of the real train split held out as the validation split, on which "
                    "sigma is chosen; the rest trains the GAN, the real condition and the probes.")
 @click.option("--split-seed", type=click.IntRange(0), default=0, help="Seed of the validation split.")
+@click.option("--generator", type=click.Path(path_type=Path), default=None,
+              help="A diffusers pipeline folder (e.g. DiT-XL/2) that makes the generated sets in place of the GAN "
+                   "fitted to the train split [default: none: the fitted cgan].")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_STRENGTH,
+              help="Strength of the renoise condition's views (needs --generator): the part of the sampler's "
+                   "steps each view is re-noised and denoised through.")
 @click.option("--views", type=click.IntRange(2), default=2, help="Images per generated group with latent views "
                                                                   "(the K = 2 conditions).")
 @click.option("--steps", type=click.IntRange(1), default=100, help="Training steps of every condition (x --scale).")
@@ -516,7 +569,8 @@ def parse_list(text: str, kind: type, option: str) -> tuple:
 @click.option("--progress/--no-progress", default=True, help="Show the progress bars of every step.")
 @reports_errors
 def main(real: Path, out: Path, condition_list: str, seeds: str, sigma: str, sigmas: str, val_fraction: float,
-         split_seed: int, views: int, steps: int, batch_size: int, fit_steps: int, walk_samples: int, scale: float,
+         split_seed: int, generator: Path | None, strength: float, views: int, steps: int, batch_size: int,
+         fit_steps: int, walk_samples: int, scale: float,
          image_size: str, labels_per_class: int, draws: int, knn_k: int, probe_epochs: int, workers: int,
          color_augment: bool, resume: bool, progress: bool) -> None:
     """Train an encoder on each view condition and on the real images, and compare each with no latent
@@ -529,7 +583,7 @@ def main(real: Path, out: Path, condition_list: str, seeds: str, sigma: str, sig
         walk_samples=max(1, round(walk_samples * scale)),
         image_size=int(image_size), labels_per_class=labels_per_class, draws=draws, knn_k=knn_k,
         probe_epochs=probe_epochs, workers=workers, color_augment=color_augment, val_fraction=val_fraction,
-        split_seed=split_seed))
+        split_seed=split_seed, generator=str(generator.resolve()) if generator else None, strength=strength))
 
 
 def run_experiment(out: Path, resume: bool, progress: bool, settings: Settings) -> dict[str, Any]:
@@ -541,7 +595,9 @@ def run_experiment(out: Path, resume: bool, progress: bool, settings: Settings) 
     sweep = tuple(f"gaussian@{value:g}" for value in settings.sigmas if f"gaussian@{value:g}" not in
                   settings.conditions)
     settings = Settings(**{**asdict(settings), "conditions": settings.conditions + sweep})
-    check_conditions(settings.conditions, conditions(settings.sigma[0], settings.sigmas))
+    check_conditions(settings.conditions, conditions(settings.sigma[0], settings.sigmas, settings.strength),
+                     settings.generator)
+    check_generator(settings.generator)
     check_real_folder(Path(settings.real), settings.labels_per_class, settings.val_fraction)
     check_folder(out, settings, resume)
     make_folder(out)

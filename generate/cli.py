@@ -17,7 +17,7 @@ from common import commands
 from common.console import reports_errors
 from common.numbers import seed_range
 from generate.choices import DEFAULT_GENERATOR, JPEG_ENCODERS, MAX_SAMPLING_STEPS, PRECISIONS
-from generate.sampling import VIEW_METHODS
+from generate.sampling import DEFAULT_STRENGTH, VIEW_METHODS
 from shards.card import UNKNOWN as UNKNOWN_LICENSE
 from shards.schema import KEY_DIGITS
 
@@ -33,7 +33,7 @@ MAX_LATENT_SCALE = 100.0  # --sigma and --truncation: latents are standard norma
 # The options whose values the manifest records: --like reads them all from it instead.
 RECIPE_OPTIONS = ("generator", "n_anchors", "views", "view_method", "sigma", "steer_range", "steer_directions",
                   "preserve_norm", "truncation", "classes", "seed", "image_size", "quality", "groups_per_shard",
-                  "precision", "license", "description", "sampling_steps", "guidance")
+                  "precision", "license", "description", "sampling_steps", "guidance", "strength")
 
 
 class CountType(click.ParamType):
@@ -83,7 +83,11 @@ class BatchSizeType(click.ParamType):
               help="Images per group, the anchor included [default: 4, or 1 with --view-method none].")
 @click.option("--view-method", type=click.Choice(VIEW_METHODS), default="gaussian",
               help="Positives: z + sigma*noise, a fresh z of the same class, none (K=1), z moved "
-                   "along latent walks (steer), or z + sigma*noise moved along them (gaussian+steer).")
+                   "along latent walks (steer), z + sigma*noise moved along them (gaussian+steer), or the "
+                   "anchor's denoised latent re-noised and denoised again (renoise, diffusion generators).")
+@click.option("--strength", type=float, default=None,
+              help="How far renoise views are re-noised: the part of the sampler's steps, in (0, 1], each is "
+                   f"denoised through again [default: {DEFAULT_STRENGTH:g} with --view-method renoise].")
 @click.option("--sigma", type=float, default=0.2,
               help="Std of the truncated-normal noise added to the anchor latent (gaussian views).")
 @click.option("--walks", type=click.Path(path_type=Path), default=None,

@@ -68,6 +68,14 @@ class JobConfig:
     def shard_anchors(self, shard: int) -> range:
         return self.shards[shard]
 
+    @property
+    def render_batch(self) -> int:
+        """Images per render: the batch size, in whole groups for renoise views (whose positives are
+        rendered from their anchor's denoised latent), at least one group."""
+        if not self.views.renoised:
+            return self.batch_size
+        return max(1, self.batch_size // self.views.views) * self.views.views
+
 
 @dataclass(frozen=True)
 class Partition:
@@ -134,15 +142,17 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
-def render(generator: Generator, latents: np.ndarray, classes: np.ndarray | None,
-           image_size: int) -> torch.Tensor:
-    """uint8 images [N, 3, S, S] on the generator's device, resized there when its size differs."""
+def render(generator: Generator, latents: np.ndarray, classes: np.ndarray | None, image_size: int,
+           views: ViewSpec | None = None) -> torch.Tensor:
+    """uint8 images [N, 3, S, S] on the generator's device, resized there when its size differs.
+    With renoise ``views`` the latents are whole groups, which the generator renders together."""
     device = generator_device(generator)
     z = to_device(latents, device)
     labels = to_device(classes, device) if classes is not None else None
     try:
         with torch.inference_mode():
-            images = generator(z, labels)
+            images = (generator.renoise(z, labels, views.views, views.strength) if views is not None and views.renoised
+                      else generator(z, labels))
             check_images(images, len(z))
             if images.shape[-1] != image_size or images.shape[-2] != image_size:
                 images = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
@@ -226,11 +236,11 @@ def render_shards(generator: Generator, config: JobConfig, shards: list[int], se
                     all_latents = np.concatenate(inputs.latents)
                     all_classes = (np.repeat(np.asarray(inputs.classes, dtype=np.int64), per_group)
                                    if config.classes else None)
-                    for start in range(0, len(all_latents), config.batch_size):
-                        batch = slice(start, start + config.batch_size)
+                    for start in range(0, len(all_latents), config.render_batch):
+                        batch = slice(start, start + config.render_batch)
                         images = render(generator, all_latents[batch],
                                         all_classes[batch] if all_classes is not None else None,
-                                        config.image_size)
+                                        config.image_size, config.views)
                         pending.append(writer_thread.submit(assembler.add_batch, encoder.start(images)))
                         progress.update(len(images) / per_group)
                         progress.set_postfix(images_per_s=_images_per_second(progress, per_group))

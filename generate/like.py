@@ -81,7 +81,7 @@ def settings_of(manifest: dict[str, Any], walks_path: Path | None) -> Settings:
     sampler = generator.get("sampler") or {}
     views = ViewSpec(method=method["name"], views=manifest["views"], sigma=method.get("sigma", 0.0),
                      truncation=generator["truncation"], preserve_norm=method.get("preserve_norm", False),
-                     steering=_steering(method, walks) if walks else None)
+                     steering=_steering(method, walks) if walks else None, strength=method.get("strength"))
     return Settings(generator=generator["name"], n_anchors=manifest["groups"], views=views,
                     classes=manifest.get("class_subset") or None, seed=manifest["seed"],
                     image_size=manifest["image"]["size"], quality=manifest["image"]["quality"],

@@ -62,7 +62,7 @@ def check_group(generator: Generator, config: JobConfig, group: Group, exact: bo
     if label != group.label:
         return problem(f"its class is {group.label}, the manifest's seed gives {label}")
     classes = np.full(len(latents), label, dtype=np.int64) if label is not None else None
-    images = render(generator, latents, classes, config.image_size).cpu()
+    images = render(generator, latents, classes, config.image_size, config.views).cpu()
     rendered = [encode_jpeg(image, config.quality) for image in images]
     if rendered == group.views:
         return None

@@ -27,7 +27,7 @@ from generate.generators.runtime import default_precision, precision_of
 from generate.job import JobConfig, Partition, build_recipe, run_job
 from generate.derived import regenerate_derived
 from generate.like import Settings, check_recipe, check_weights, compare_rows, read_source, settings_of
-from generate.sampling import Steering, ViewSpec
+from generate.sampling import DEFAULT_STRENGTH, Steering, ViewSpec
 from generate.walks import Walks, check_generator, load_walks, parse_names, parse_ranges
 from common.console import exit_with
 from shards.lineage import parse_shard_list
@@ -113,7 +113,8 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
                           preserve_norm: bool | None, truncation: float, classes: str | None, seed: int,
                           image_size: int | None, quality: int, groups_per_shard: int,
                           precision: str | None, license: str, description: str | None,
-                          sampling_steps: int | None = None, guidance: float | None = None) -> Settings:
+                          sampling_steps: int | None = None, guidance: float | None = None,
+                          strength: float | None = None) -> Settings:
     """The content settings as the flags give them, refused in one sentence before weights load."""
     check_shard_count(n_anchors, groups_per_shard)
     if (steer_range or steer_directions) and walks is None:
@@ -122,11 +123,13 @@ def settings_from_options(generator: str, n_anchors: int, views: int | None, vie
     view_spec = ViewSpec(method=view_method,
                          views=views if views is not None else (1 if view_method == "none" else 4),
                          sigma=sigma, truncation=truncation, preserve_norm=bool(preserve_norm),
-                         steering=steering(loaded, steer_range, steer_directions) if loaded else None)
+                         steering=steering(loaded, steer_range, steer_directions) if loaded else None,
+                         strength=DEFAULT_STRENGTH if strength is None and view_method == "renoise" else strength)
     if preserve_norm is None and generator in DIFFUSION_GENERATORS and view_spec.gaussian:
         # A sampler reads initial noise with a longer norm as noisier than its first step: see the README.
         view_spec = dataclasses.replace(view_spec, preserve_norm=True)
-    view_spec.check(conditional=True)  # settings errors before any weights are loaded
+    # settings errors before any weights are loaded
+    view_spec.check(conditional=True, diffusion=generator in DIFFUSION_GENERATORS)
     check_latent_scales(sigma, truncation)
     return Settings(generator=generator, n_anchors=n_anchors, views=view_spec, classes=classes, seed=seed,
                     image_size=image_size, quality=quality, groups_per_shard=groups_per_shard,
@@ -189,7 +192,7 @@ def build_job(settings: Settings, options: GeneratorOptions, batch_size: int | s
     if (settings.sampling_steps, settings.guidance) != (None, None) and not hasattr(model, "sampler"):
         exit_with(f"--sampling-steps and --guidance drive a diffusion sampler; generator {settings.generator!r} "
                   "has none, so drop them.")
-    settings.views.check(conditional=model.num_classes > 0)
+    settings.views.check(conditional=model.num_classes > 0, diffusion=hasattr(model, "renoise"))
     size = settings.image_size or model.resolution
     if batch_size == "auto":
         batch_size = auto_batch_size(model, size)
@@ -220,7 +223,8 @@ def render(generator: str, weights: Path | None, n_anchors: int, views: int | No
            sigma: float, walks: Path | None, steer_range: tuple[str, ...], steer_directions: str | None,
            preserve_norm: bool | None, truncation: float, classes: str | None, seed: int, image_size: int | None,
            quality: int, groups_per_shard: int, batch_size: int | str, device: str,
-           precision: str | None, sampling_steps: int | None, guidance: float | None, jpeg_encoder: str,
+           precision: str | None, sampling_steps: int | None, guidance: float | None, strength: float | None,
+           jpeg_encoder: str,
            channels_last: bool, cudnn_benchmark: bool, compile_network: bool, out: Path, license: str, description: str | None, like: str | None,
            parents: tuple[str, ...], only_shards: str | None, shard_index: int, num_shards: int,
            progress: bool) -> None:
@@ -237,7 +241,7 @@ def render(generator: str, weights: Path | None, n_anchors: int, views: int | No
         settings = settings_from_options(generator, n_anchors, views, view_method, sigma, walks, steer_range,
                                          steer_directions, preserve_norm, truncation, classes, seed, image_size,
                                          quality, groups_per_shard, precision, license, description,
-                                         sampling_steps, guidance)
+                                         sampling_steps, guidance, strength)
     if parents and (source is None or "lineage" not in source):
         exit_with("--parent gives the parents of a derived set; it needs --like with a subset or a merge.")
     torch_device = choose_device(device)

@@ -13,11 +13,13 @@ import numpy as np
 
 from common.errors import UserError
 
-VIEW_METHODS = ("gaussian", "independent", "none", "steer", "gaussian+steer")
+VIEW_METHODS = ("gaussian", "independent", "none", "steer", "gaussian+steer", "renoise")
 STEERED_METHODS = ("steer", "gaussian+steer")
+DEFAULT_STRENGTH = 0.5  # renoise views: the part of the sampler's steps a view is re-noised and denoised through
 TRUNCATION_BOUND = 2.0  # latents and view noise are standard normals truncated to [-2, 2]
 _CLASS_STREAM = 0x636C6173  # separates the class-permutation streams from the per-anchor streams
 _STEER_STREAM = 0x73746572  # separates each view's walk amounts from the per-anchor streams
+_RENOISE_STREAM = 0x6E6F6973  # separates each view's re-noising noise from the per-anchor streams
 
 
 class ViewConfigError(UserError):
@@ -62,6 +64,9 @@ class ViewSpec:
     # instead of drifting outwards as sigma grows.
     preserve_norm: bool = False
     steering: Steering | None = None  # the walks of steer and gaussian+steer views
+    # Renoise views: the anchor's denoised latent re-noised to the level of step strength * T of the
+    # sampler and denoised again (SDEdit); None for the other methods.
+    strength: float | None = None
 
     @property
     def gaussian(self) -> bool:
@@ -71,7 +76,12 @@ class ViewSpec:
     def steered(self) -> bool:
         return self.method in STEERED_METHODS
 
-    def check(self, conditional: bool) -> None:
+    @property
+    def renoised(self) -> bool:
+        return self.method == "renoise"
+
+    def check(self, conditional: bool, diffusion: bool = False) -> None:
+        """Refuse settings that cannot work together; ``diffusion``: the generator has a sampler."""
         if self.method not in VIEW_METHODS:
             raise ViewConfigError(f"Unknown view method {self.method!r}; choose one of "
                                   f"{', '.join(VIEW_METHODS)}.")
@@ -97,6 +107,16 @@ class ViewSpec:
         if self.method == "independent" and not conditional:
             raise ViewConfigError("--view-method independent draws a fresh latent of the same "
                                   "class, so it needs a class-conditional generator.")
+        if self.strength is not None and not self.renoised:
+            raise ViewConfigError("--strength sets how far renoise views are re-noised; it needs "
+                                  "--view-method renoise.")
+        if self.renoised and not (self.strength is not None and 0 < self.strength <= 1):
+            raise ViewConfigError(f"--strength must lie in (0, 1] (the part of the sampler's steps a view is "
+                                  f"re-noised and denoised through), not {self.strength}.")
+        if self.renoised and not diffusion:
+            raise ViewConfigError("--view-method renoise re-noises and denoises the anchor's latent with a "
+                                  "diffusion sampler, so it needs a diffusion generator (dit-xl-2-256, "
+                                  "dit-xl-2-512 or diffusers); GANs and other generators have none.")
 
     def as_manifest(self) -> dict[str, object]:
         method: dict[str, object] = {"name": self.method}
@@ -106,6 +126,8 @@ class ViewSpec:
                 method["preserve_norm"] = True
         if self.steered:
             method.update(self.steering.as_manifest())
+        if self.renoised:
+            method["strength"] = self.strength
         return method
 
 
@@ -139,10 +161,15 @@ def sample_group(seed: int, anchor: int, latent_dim: int,
 
     The gaussian noise comes from the anchor's stream exactly as for gaussian views, and the walk
     amounts of view v from a stream of (seed, anchor, v) of their own: a gaussian+steer view is the
-    gaussian view of the same seed, moved along the walks."""
+    gaussian view of the same seed, moved along the walks. A renoise view's row is the noise that
+    re-noises the anchor's denoised latent, from a stream of (seed, anchor, v) of its own too."""
     rng = np.random.default_rng([seed, anchor])
     anchor_latent = spec.truncation * truncated_normal(rng, latent_dim)
     rows = [anchor_latent]
+    if spec.renoised:
+        rows += [truncated_normal(np.random.default_rng([seed, _RENOISE_STREAM, anchor, view]), latent_dim)
+                 for view in range(1, spec.views)]
+        return np.stack(rows).astype(np.float32), None
     steering = spec.steering if spec.steered else None
     alphas = [np.zeros(len(steering.names))] if steering else None
     for view in range(1, spec.views):

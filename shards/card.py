@@ -27,6 +27,9 @@ LOADING = ("```python\nfrom glob import glob\nfrom datasets import load_dataset\
            "group = groups[0]  # group[\"0.jpg\"] is the anchor image, group[\"cls\"] its class\n```\n\n"
            "With genviews: `python -m shards verify SET`, then "
            "`from shards import open_set; for group in open_set(\"SET\"): ...`.")
+RENOISE = {"renoise": " Each positive is its anchor's denoised latent, re-noised to the level of the last "
+                       "strength x steps sampling steps with the noise in its row of the latents and denoised "
+                       "again through them (SDEdit)."}
 CITATION = """@inproceedings{jahanian2022generative,
   title     = {Generative Models as a Data Source for Multiview Representation Learning},
   author    = {Jahanian, Ali and Puig, Xavier and Tian, Yonglong and Isola, Phillip},
@@ -50,6 +53,14 @@ def size_category(groups: int) -> str:
 def pretty_name(manifest: dict[str, Any]) -> str:
     origin = _generator(manifest).get("name") or "real images"
     return f"genviews {origin} set {manifest.get('set_id', '')}".replace("  ", " ").strip()
+
+
+def making_of(manifest: dict[str, Any]) -> str:
+    """One sentence on what rendered a synthetic set: its generator, sampler and views (for Croissant)."""
+    generator = _generator(manifest)
+    sampler = generator.get("sampler")
+    sampled = f", sampled by {_sampler_phrase(sampler)}" if sampler else ""
+    return f"Rendered by the generator `{generator.get('name')}`{sampled}, with {_views_phrase(manifest)} views."
 
 
 def card_text(manifest: dict[str, Any]) -> str:
@@ -84,18 +95,30 @@ def _origin(manifest: dict[str, Any]) -> list[str]:
     generator = _generator(manifest)
     if not generator:
         return [*lines, f"Source folder: `{manifest.get('source', UNKNOWN)}`."]
-    method = manifest.get("view_method") or {}
-    parameters = ", ".join(f"{key}={value}" for key, value in sorted(method.items()) if key != "name")
+    sampler = generator.get("sampler")
     return [*lines,
             f"Generator: `{generator.get('name')}` (latent {generator.get('latent_dim')}, "
             f"{generator.get('num_classes')} classes, {generator.get('resolution')} px, truncation "
             f"{generator.get('truncation')}, {generator.get('precision', 'fp32')}); weights sha256: "
             f"`{generator.get('weights_sha256') or 'none (the generator has no weights file)'}`; licence of the "
             f"weights: {manifest.get('generator_license') or UNKNOWN}.",
-            f"Views: `{method.get('name', 'none')}`" + (f" ({parameters})" if parameters else "") +
-            f"; seed {manifest.get('seed')}: every anchor's class, latent and views come from (seed, anchor).",
+            *([f"Sampler: {_sampler_phrase(sampler)}; a latent is the sampler's initial noise."] if sampler else []),
+            f"Views: {_views_phrase(manifest)}; seed {manifest.get('seed')}: every anchor's class, latent and views "
+            "come from (seed, anchor)." + RENOISE.get((manifest.get("view_method") or {}).get("name"), ""),
             "Regenerate it, or fill a hollow copy, from its manifest: `python -m generate --like SET --out DIR "
             "[--weights DIR]`; spot-check it: `python -m shards verify SET --regenerate 8`."]
+
+
+def _sampler_phrase(sampler: dict[str, Any]) -> str:
+    """A diffusion generator's sampler settings (generate.generators.diffusion) in words."""
+    return (f"`{sampler.get('name')}` with eta {sampler.get('eta')} (0: deterministic), {sampler.get('steps')} "
+            f"sampling steps and classifier-free guidance scale {sampler.get('guidance')} (1: none)")
+
+
+def _views_phrase(manifest: dict[str, Any]) -> str:
+    method = manifest.get("view_method") or {}
+    parameters = ", ".join(f"{key}={value}" for key, value in sorted(method.items()) if key != "name")
+    return f"`{method.get('name', 'none')}`" + (f" ({parameters})" if parameters else "")
 
 
 def _generator(manifest: dict[str, Any]) -> dict[str, Any]:

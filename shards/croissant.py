@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import write_json_atomic
-from shards.card import UNKNOWN, pretty_name
+from shards.card import UNKNOWN, making_of, pretty_name
 
 CROISSANT_NAME = "croissant.json"
 _CONTEXT = {
@@ -48,14 +48,20 @@ def croissant(manifest: dict[str, Any]) -> dict[str, Any]:
     return {
         "@context": _CONTEXT, "@type": "sc:Dataset", "conformsTo": "http://mlcommons.org/croissant/1.0",
         "name": pretty_name(manifest),
-        "description": manifest.get("description") or f"A genviews {manifest['kind']} shard set of "
-                                                       f"{manifest['groups']} groups x {manifest['views']} views.",
+        "description": _description(manifest),
         "license": manifest.get("license") or UNKNOWN, "url": "manifest.json", "citeAs": CITE_AS,
         "version": f"{manifest.get('version')}.0.0",
         "distribution": [*shards, metadata],
         "recordSet": [{"@type": "cr:RecordSet", "@id": "groups", "name": "groups",
                        "description": "One record per anchor group.", "field": fields}],
     }
+
+
+def _description(manifest: dict[str, Any]) -> str:
+    """The set's description, or what it is; for a synthetic set, what rendered it (generator, sampler, views)."""
+    described = manifest.get("description") or (f"A genviews {manifest['kind']} shard set of {manifest['groups']} "
+                                                 f"groups x {manifest['views']} views.")
+    return f"{described} {making_of(manifest)}" if isinstance(manifest.get("generator"), dict) else described
 
 
 def _field(name: str, data_type: str, description: str, extract: dict[str, str],

@@ -79,25 +79,63 @@ class DiffusionGenerator:
             if network is not None:
                 network.to(self.device, self.dtype).eval()
         pipeline.scheduler.set_timesteps(self.steps)
+        self.timesteps = pipeline.scheduler.timesteps  # on the host: the scheduler indexes its schedule with them
 
     @torch.inference_mode()
     def __call__(self, latents: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
-        noise = latents.to(self.device, self.dtype).reshape(-1, *self.noise_shape)
-        labels = classes.to(self.device) if classes is not None else None
-        scheduler = self.pipeline.scheduler
         with autocast(self.precision, self.device):
-            for step in scheduler.timesteps:
-                eps = self.predict_noise(noise, step, labels)
-                noise = scheduler.step(eps.to(self.dtype), step, noise, eta=0.0).prev_sample
-            images = self.decode(noise)
-        return ((images.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+            return self.to_images(self.denoise(self._noise(latents), self._labels(classes), self.timesteps))
+
+    @torch.inference_mode()
+    def renoise(self, latents: torch.Tensor, classes: torch.Tensor | None, views: int,
+                strength: float) -> torch.Tensor:
+        """uint8 images of whole groups of ``views`` rows each (renoise views): see ``renoised_latents``."""
+        with autocast(self.precision, self.device):
+            return self.to_images(self.renoised_latents(latents, classes, views, strength))
+
+    @torch.inference_mode()
+    def renoised_latents(self, latents: torch.Tensor, classes: torch.Tensor | None, views: int,
+                         strength: float) -> torch.Tensor:
+        """The sampler's final latents [groups * views, C, H, W] of whole groups (SDEdit): each group's
+        first row is the anchor's initial noise, sampled as usual; each other row is the noise that
+        re-noises the anchor's denoised latent to the level of the first of the sampler's last
+        ``renoise_steps`` steps, which then denoise it again."""
+        with autocast(self.precision, self.device):
+            noise = self._noise(latents).unflatten(0, (-1, views))
+            labels = self._labels(classes)
+            labels = labels.unflatten(0, (-1, views)) if labels is not None else None
+            anchors = self.denoise(noise[:, 0], labels[:, 0] if labels is not None else None, self.timesteps)
+            kept = self.timesteps[len(self.timesteps) - renoise_steps(len(self.timesteps), strength):]
+            alpha_bar = float(self.pipeline.scheduler.alphas_cumprod[kept[0]])
+            noisy = alpha_bar ** 0.5 * anchors.unsqueeze(1) + (1.0 - alpha_bar) ** 0.5 * noise[:, 1:]
+            denoised = self.denoise(noisy.flatten(0, 1), labels[:, 1:].flatten() if labels is not None else None,
+                                    kept)
+            return torch.cat([anchors.unsqueeze(1), denoised.unflatten(0, (-1, views - 1))], 1).flatten(0, 1)
+
+    def denoise(self, noise: torch.Tensor, labels: torch.Tensor | None, timesteps: torch.Tensor) -> torch.Tensor:
+        """DDIM (eta 0) from ``noise`` at the level of ``timesteps[0]`` through ``timesteps``."""
+        scheduler = self.pipeline.scheduler
+        for step in timesteps:
+            eps = self.predict_noise(noise, step, labels)
+            noise = scheduler.step(eps.to(self.dtype), step, noise, eta=0.0).prev_sample
+        return noise
+
+    def to_images(self, latents: torch.Tensor) -> torch.Tensor:
+        return ((self.decode(latents).float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+    def _noise(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents.to(self.device, self.dtype).reshape(-1, *self.noise_shape)
+
+    def _labels(self, classes: torch.Tensor | None) -> torch.Tensor | None:
+        return classes.to(self.device) if classes is not None else None
 
     def predict_noise(self, noise: torch.Tensor, step: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         guided = labels is not None and self.guidance != 1.0
         if guided:  # the class and the null class in one batch, then mixed as the guidance scale says
             noise = torch.cat([noise, noise])
             labels = torch.cat([labels, torch.full_like(labels, self.pipeline.null_class)])
-        timesteps = step.expand(len(noise)).to(self.device)
+        # Filled on the device from a host number: a copy of the host tensor would wait for the GPU.
+        timesteps = torch.full((len(noise),), int(step), device=self.device)
         # A learned-variance denoiser (DiT) returns the noise, then the variance: keep the noise.
         eps = self.pipeline.denoiser(noise, timesteps, class_labels=labels).sample[:, :self.noise_shape[0]]
         if not guided:
@@ -110,6 +148,11 @@ class DiffusionGenerator:
         if vae is None:
             return latents
         return vae.decode(latents / vae.config.get("scaling_factor", 1.0)).sample
+
+
+def renoise_steps(steps: int, strength: float) -> int:
+    """How many of the sampler's last steps denoise a renoise view: strength * steps, rounded, at least one."""
+    return max(1, math.floor(strength * steps + 0.5))
 
 
 def sampling_steps(steps: int | None) -> int:
@@ -201,11 +244,16 @@ def _load_pipeline(diffusers, folder: Path, index: dict[str, Any], advice: str) 
             diffusers.DDIMScheduler.load_config(folder / "scheduler", local_files_only=True))
     except Exception as error:  # diffusers raises OSError, ValueError or its own errors
         raise GeneratorError(f"Cannot read the scheduler of {folder} ({type(error).__name__}); {advice}.") from None
+    return assemble(denoiser, vae, scheduler, _folder_sha256(folder, index))
+
+
+def assemble(denoiser: torch.nn.Module, vae: torch.nn.Module | None, scheduler: Any, weights_sha256: str) -> Pipeline:
+    """A Pipeline of loaded components, with the classes its denoiser embeds."""
     # DiT embeds num_embeds_ada_norm classes plus a null one; a UNet embeds num_class_embeds, no null.
-    dit_classes = denoiser.config.get("num_embeds_ada_norm") if denoiser_name == "transformer" else None
+    dit_classes = denoiser.config.get("num_embeds_ada_norm")
     num_classes = int(dit_classes or denoiser.config.get("num_class_embeds") or 0)
     return Pipeline(denoiser=denoiser, vae=vae, scheduler=scheduler, num_classes=num_classes,
-                    null_class=num_classes if dit_classes else None, weights_sha256=_folder_sha256(folder, index))
+                    null_class=num_classes if dit_classes else None, weights_sha256=weights_sha256)
 
 
 def _load_component(diffusers, folder: Path, name: str, class_name: str, advice: str) -> torch.nn.Module:

@@ -16,6 +16,7 @@ from experiments import views
 from experiments.silhouettes import write_silhouettes
 from experiments.views import main as views_main
 from tests.cli import assert_clean_failure, run_module
+from tests.random_dit import write_random_dit
 
 TINY = ["--seeds", "0,1", "--sigma", "0.5,1", "--conditions", "random,none,gaussian,real,none-x4,gaussian-x4", "--steps", 3, "--batch-size", 8, "--fit-steps", 4, "--views", 2,
         "--labels-per-class", 2, "--draws", 2, "--knn-k", 3, "--probe-epochs", 3, "--workers", 0, "--sigmas", "1",
@@ -200,3 +201,30 @@ def test_distances_measure_latent_views_against_crops(experiment):
     assert {"two crops of one image", "two anchors of one class", "latent view, sigma 0.5",
             "latent view + crops, sigma 1"} <= set(rows)
     assert all(0 <= row["pixel_l1"] <= 1 and row["pairs"] >= 1 for row in rows.values())
+
+
+def test_a_diffusion_model_takes_the_place_of_the_fitted_gan(real, tmp_path):
+    weights = write_random_dit(tmp_path / "dit")
+    run_views("--real", real, "--out", tmp_path / "views", *TINY[:-3], "--generator", weights, "--seeds", 0,
+              "--sigma", 0.5, "--conditions", "renoise", "--strength", 0.25, "--sigmas", "", "--no-progress")
+    report = json.loads((tmp_path / "views" / "results.json").read_text())
+    assert [row["condition"] for row in report["conditions"]] == ["renoise"]
+    assert report["data"]["renoise-0.25"]["view_method"] == {"name": "renoise", "strength": 0.25}
+    manifest = json.loads((tmp_path / "views" / "data" / "renoise-0.25" / "manifest.json").read_text())
+    assert manifest["generator"]["name"] == "diffusers" and manifest["image"]["size"] == 32
+    assert report["generator"]["diffusers"] == str(weights.resolve())
+    assert report["generator"]["weights_sha256"] == manifest["generator"]["weights_sha256"]
+    assert not (tmp_path / "views" / "generator").exists()  # no GAN was fitted
+
+
+def test_renoise_without_a_diffusion_model_is_one_sentence(real, tmp_path):
+    assert "give --generator DIR" in refusal("--real", real, "--out", tmp_path / "out", *TINY[:-3], "--conditions",
+                                             "none,renoise", "--no-progress")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_resume_of_a_folder_whose_settings_do_not_read_is_one_sentence(real, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / views.SETTINGS_FILE).write_text('{"seeds": [0,')
+    output = refusal("--real", real, "--out", tmp_path / "out", *TINY, "--resume")
+    assert "is not a readable experiment" in output and "Traceback" not in output

@@ -1,5 +1,6 @@
 """Diffusion generators: a tiny random-weight DiT and VAE saved in the diffusers layout and loaded
-through the same path as real weights (``from_pretrained`` of a local folder, safetensors only)."""
+through the same path as real weights (``from_pretrained`` of a local folder, safetensors only);
+gaussian and renoise views, and the GPU check's DiT section at its CPU size."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,8 +19,11 @@ from generate.render import settings_from_options
 from generate.encoding import encode_jpeg
 from generate.verify import main as verify_main
 from generate.generators import GeneratorError, GeneratorOptions, make_generator
+from generate.sampling import ViewSpec, sample_latents
 from shards import open_set
+from shards.reader import decode_view
 from shards.verify import verify_set
+from tests.random_dit import write_random_dit
 
 CPU = torch.device("cpu")
 STEPS = 2
@@ -27,18 +32,7 @@ STEPS = 2
 @pytest.fixture(scope="module")
 def tiny_dit(tmp_path_factory) -> Path:
     """A 5-class DiT on 4x8x8 latents with a 16-pixel VAE, as DiTPipeline.save_pretrained writes it."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
-
-    torch.manual_seed(0)
-    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
-                                        num_layers=1, sample_size=8, patch_size=2, num_embeds_ada_norm=5,
-                                        norm_num_groups=4)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
-                        norm_num_groups=4, layers_per_block=1, sample_size=16)
-    folder = tmp_path_factory.mktemp("diffusion") / "tiny-dit"
-    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler()).save_pretrained(folder)
-    return folder
+    return write_random_dit(tmp_path_factory.mktemp("diffusion") / "tiny-dit")
 
 
 def invoke(out: Path, *args: object):
@@ -143,3 +137,92 @@ def test_an_unconditional_pixel_space_pipeline_is_a_generator_too(tmp_path):
     assert torch.equal(images, torch.cat([generator(latents[:1], None), generator(latents[1:], None)]))
     with pytest.raises(GeneratorError, match="no null class|has none"):
         make_generator("diffusers", dataclasses.replace(options, guidance=2.0))
+
+
+def test_renoise_views_verify_and_are_the_same_bytes_at_any_batch_size_and_partition(tiny_dit, tmp_path):
+    """The issue's command (16 anchors of 3 views re-noised at strength 0.5; in 4 steps rather than 50, for
+    time) at batch size 4, and at 16 in two partitions, the second one resuming after the first."""
+    issue = ("--generator", "diffusers", "--weights", tiny_dit, "--n-anchors", 16, "--views", 3, "--view-method",
+             "renoise", "--strength", 0.5, "--sampling-steps", 4, "--groups-per-shard", 8)
+    for out, batch, partitions in (("a", 4, [()]), ("b", 16, [("--shard-index", 1), ("--shard-index", 0)])):
+        for partition in partitions:
+            result = invoke(tmp_path / out, *issue, "--batch-size", batch, *partition, "--num-shards", len(partitions))
+            assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["shards"] == manifest["shards"]
+    assert verify_set(tmp_path / "a").intact
+    assert manifest["view_method"] == {"name": "renoise", "strength": 0.5}
+    assert manifest["generator"]["sampler"] == {"name": "ddim", "eta": 0.0, "steps": 4, "guidance": 1.5}
+    assert all(group.meta["view_method"] == manifest["view_method"] for group in open_set(str(tmp_path / "a")))
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert ("Sampler: `ddim` with eta 0.0 (0: deterministic), 4 sampling steps and classifier-free guidance "
+            "scale 1.5") in card
+    assert "Views: `renoise` (strength=0.5)" in card and "SDEdit" in card
+    croissant = json.loads((tmp_path / "a" / "croissant.json").read_text())["description"]
+    assert "4 sampling steps" in croissant and "`renoise` (strength=0.5)" in croissant
+    regenerated = CliRunner().invoke(verify_main, [str(tmp_path / "a"), "--regenerate", "2", "--weights",
+                                                   str(tiny_dit), "--device", "cpu"])
+    assert regenerated.exit_code == 0 and "2 groups rendered again match" in regenerated.output, regenerated.output
+
+
+def test_renoise_views_move_further_from_their_anchor_as_the_strength_grows(tiny_dit):
+    """In latents and in pixels, up to about the distance between two anchors (which, with random weights,
+    views re-noised further than halfway already reach)."""
+    generator = make_generator("diffusers", GeneratorOptions(weights=tiny_dit, device=CPU, truncation=1.0,
+                                                             sampling_steps=10))
+    spec = ViewSpec("renoise", 3, 0.0, 1.0, strength=0.5)  # a view's noise does not depend on the strength
+    latents = torch.from_numpy(np.concatenate([sample_latents(0, anchor, generator.latent_dim, spec)
+                                               for anchor in range(4)]))
+    classes = torch.arange(4).repeat_interleave(3) % generator.num_classes
+    anchors = generator(latents[::3], classes[::3])
+    latent_distances, pixel_distances = [], []
+    for strength in (0.1, 0.2, 0.3, 0.5):
+        final = generator.renoised_latents(latents, classes, 3, strength).unflatten(0, (-1, 3))
+        images = generator.renoise(latents, classes, 3, strength).unflatten(0, (-1, 3))
+        assert torch.equal(images[:, 0], anchors)  # the anchor is the plain sample of its noise
+        latent_distances.append(float((final[:, 1:] - final[:, :1]).flatten(2).norm(dim=2).mean()))
+        pixel_distances.append(float((images[:, 1:].float() - images[:, :1].float()).abs().mean()))
+    apart = float((final[1:, 0] - final[:-1, 0]).flatten(1).norm(dim=1).mean())
+    assert 0 < latent_distances[0] < apart / 10 and latent_distances[-1] > apart / 2, (latent_distances, apart)
+    assert all(near < far for near, far in zip(latent_distances, latent_distances[1:])), latent_distances
+    assert all(near < far for near, far in zip(pixel_distances, pixel_distances[1:])), pixel_distances
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--view-method", "renoise", "--strength", 0), "--strength must lie in (0, 1]"),
+    (("--view-method", "renoise", "--strength", 1.5), "--strength must lie in (0, 1]"),
+    (("--view-method", "renoise", "--strength", "nan"), "--strength must lie in (0, 1]"),
+    (("--strength", 0.5), "it needs --view-method renoise"),
+    (("--view-method", "renoise", "--preserve-norm"), "--preserve-norm rescales gaussian views"),
+    (("--precision", "fp16"), "--precision fp16 needs a CUDA device"),
+    (("--compile",), "--compile speeds up CUDA generation only")])
+def test_bad_view_and_speed_settings_of_a_diffusion_generator_are_one_sentence(tiny_dit, tmp_path, args, fragment):
+    assert fragment in refused(tmp_path / "out", "--generator", "diffusers", "--weights", tiny_dit, *args)
+
+
+@pytest.mark.parametrize("generator", ["biggan-deep-128", "cgan", "deadleaves"])
+def test_renoise_views_are_refused_for_generators_without_a_sampler(generator, tmp_path):
+    message = refused(tmp_path / "out", "--generator", generator, "--view-method", "renoise")
+    assert "needs a diffusion generator" in message and not (tmp_path / "out").exists()
+
+
+def test_bf16_renders_a_set_close_to_fp32(tiny_dit, tmp_path):
+    """bf16, the default on CUDA, runs on the CPU too: the same latents, images a few levels from fp32's."""
+    sets = {}
+    for precision in ("fp32", "bf16"):
+        generate(tmp_path / precision, "--generator", "diffusers", "--weights", tiny_dit, "--precision", precision,
+                 "--n-anchors", 2)
+        sets[precision] = list(open_set(str(tmp_path / precision)))
+    assert json.loads((tmp_path / "bf16" / "manifest.json").read_text())["generator"]["precision"] == "bf16"
+    for full, half in zip(sets["fp32"], sets["bf16"]):
+        assert np.array_equal(full.latents, half.latents)
+        decoded = [torch.stack([decode_view(view) for view in group.views]).float() for group in (full, half)]
+        assert float((decoded[0] - decoded[1]).abs().mean()) < 8
+
+
+def test_the_gpu_checks_dit_section_runs_at_its_cpu_size(tmp_path):
+    from benchmarks.gpu_check import SMOKE, run_section, table
+
+    figures = run_section("dit", SMOKE, tmp_path / "unused", tmp_path / "out")
+    assert figures["sampler"] > 0 and figures["job"] > 0 and figures["precision"] == "fp32"
+    assert "| whole job, cpu JPEG (job/sampler " in table(tmp_path / "out")
