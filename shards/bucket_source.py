@@ -13,7 +13,7 @@ import importlib.util
 from typing import Any, Callable
 
 from shards.schema import ShardSetError
-from shards.storage import EndOfData, Fault, Refusal, scheme_of
+from shards.transport import EndOfData, Fault, Refusal, scheme_of
 
 CHUNK = 4 << 20  # bytes per ranged read: one request each
 

@@ -16,7 +16,8 @@ from shards.bucket_source import bucket_filesystem
 from shards.manifest import member_location, read_set_file
 from shards.schema import ShardSetError
 from shards.set_writer import belongs_to_a_set
-from shards.storage import BUCKET_SCHEMES, NET_TIMEOUT, NET_TRIES, pause_after, scheme_of, tries
+from shards.storage import NET_TIMEOUT, NET_TRIES, pause_after, tries
+from shards.transport import BUCKET_SCHEMES, scheme_of
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ import socket
 import ssl
 from urllib.parse import urljoin, urlsplit
 
-from shards.storage import HTTP_SCHEMES, EndOfData, Fault, Refusal
+from shards.transport import HTTP_SCHEMES, EndOfData, Fault, Refusal
 
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)

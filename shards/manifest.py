@@ -13,7 +13,8 @@ from common.provenance import provenance
 from shards.limits import MEMBER_BYTES
 from shards.schema import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, DamagedShardError, JsonNestingError,
                            ShardSetError, check_manifest, parse_json, record_name)
-from shards.storage import READ_SCHEMES, open_remote, scheme_of
+from shards.storage import open_remote
+from shards.transport import READ_SCHEMES, scheme_of
 
 RECORD_FIELDS = ("name", "groups", "bytes", "sha256", "first_anchor", "last_anchor")
 PIPE = "pipe:"  # read only when the user allows it

@@ -35,7 +35,8 @@ from shards.manifest import (check_location, is_remote, local_file, member_locat
 from shards.schema import (MANIFEST_NAME, CorruptSampleError, DamagedShardError, Group, group_key,
                            latent_dim_of, oversized_image, parse_sample, split_member_name, view_problem)
 from shards.shard_check import HashingStream, ShardCheck
-from shards.storage import open_remote, scheme_of
+from shards.storage import open_remote
+from shards.transport import scheme_of
 from shards.jpeg_header import jpeg_dimensions
 
 if TYPE_CHECKING:

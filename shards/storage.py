@@ -22,14 +22,14 @@ from __future__ import annotations
 import io
 import queue
 import threading
-from typing import IO, Protocol
+from typing import IO
 
+from shards.bucket_source import BucketSource
+from shards.http_source import HttpSource
 from shards.limits import Limit
 from shards.schema import DamagedShardError
+from shards.transport import HTTP_SCHEMES, EndOfData, Fault, Refusal, Source, scheme_of
 
-HTTP_SCHEMES = ("http", "https")
-BUCKET_SCHEMES = ("s3", "gs", "hf")
-READ_SCHEMES = HTTP_SCHEMES + BUCKET_SCHEMES  # besides local folders
 NET_TIMEOUT = Limit("GENVIEWS_NET_TIMEOUT", 60, "seconds without a byte")
 NET_TRIES = Limit("GENVIEWS_NET_TRIES", 4, "tries in a row")
 FIRST_PAUSE = 0.5  # seconds before the second try; it doubles, up to the timeout
@@ -41,37 +41,6 @@ class RemoteReadError(DamagedShardError):
     A DamagedShardError, so that every reader treats the shard as it treats a damaged one."""
 
 
-class Fault(Exception):
-    """A try that failed in a way worth trying again (timeout, reset, early end, 5xx)."""
-
-    def __init__(self, what: str, answered: bool = True):
-        super().__init__(what)
-        self.what = what
-        self.answered = answered  # False: no server answered (refused, unknown host, no answer in time)
-
-
-class Refusal(Exception):
-    """An answer that another try would not change (403, a redirect out of http(s), a bad range)."""
-
-
-class EndOfData(Exception):
-    """The file holds no byte at the offset asked for: it is shorter than expected."""
-
-
-class Body(Protocol):
-    def read(self, size: int) -> bytes: ...  # b"" at the end; raises Fault
-    def close(self) -> None: ...
-
-
-class Source(Protocol):
-    """One remote file, opened at any byte offset."""
-
-    piece: int  # bytes per read of a body
-    read_ahead: int  # pieces the thread may hold ahead of the consumer
-
-    def open(self, start: int) -> Body: ...  # raises Fault, Refusal, EndOfData, FileNotFoundError
-
-
 def pause_after(failed: int) -> float:
     """Seconds to wait before the next try, after ``failed`` tries in a row failed."""
     return min(FIRST_PAUSE * 2 ** (failed - 1), NET_TIMEOUT.value)
@@ -81,21 +50,10 @@ def tries(count: int) -> str:
     return f"{count} {'try' if count == 1 else 'tries'}"
 
 
-def scheme_of(location: str) -> str:
-    scheme, separator, _ = location.partition("://")
-    return scheme.lower() if separator else ""
-
-
 def source_for(url: str) -> Source:
     """The transport of ``url``'s scheme (one of READ_SCHEMES)."""
-    scheme, timeout = scheme_of(url), NET_TIMEOUT.value
-    if scheme in HTTP_SCHEMES:
-        from shards.http_source import HttpSource
-
-        return HttpSource(url, timeout)
-    from shards.bucket_source import BucketSource
-
-    return BucketSource(url, timeout)
+    timeout = NET_TIMEOUT.value
+    return HttpSource(url, timeout) if scheme_of(url) in HTTP_SCHEMES else BucketSource(url, timeout)
 
 
 def open_remote(url: str, size: int | None = None, limit: int | None = None) -> IO[bytes]:
