@@ -2,10 +2,12 @@
 
 A ratio near 1.0 means encoding and writing hide behind the next batch's forward pass. BigGAN runs
 with random weights of the real architecture (no download needed); ``diffusers`` is the tests' tiny
-random-weight DiT (tests.random_dit), sampled in 50 steps. The memory check runs the job as a
-subprocess at two set sizes and compares peak resident memory.
+random-weight DiT (tests.random_dit), sampled in 50 steps, with gaussian or (``--view-method
+renoise``) re-noised views. The memory check runs the job as a subprocess at two set sizes and
+compares peak resident memory.
 
     python -m benchmarks.generate_throughput [--generators deadleaves,biggan-deep-128,diffusers] [--device auto]
+        [--view-method gaussian|renoise]
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import torch
 from generate.render import choose_device
 from generate.generators import GeneratorOptions, make_generator
 from generate.job import JobConfig, Partition, render, run_job
-from generate.sampling import ViewSpec
+from generate.sampling import DEFAULT_STRENGTH, ViewSpec
 from tests.random_biggan import BIGGAN_DEEP_CONFIGS, write_random_biggan
 from tests.random_dit import write_random_dit
 
 VIEWS = 2
+VIEW_SPECS = {"gaussian": ViewSpec("gaussian", VIEWS, sigma=0.2, truncation=1.0),
+              "renoise": ViewSpec("renoise", VIEWS, sigma=0.2, truncation=1.0, strength=DEFAULT_STRENGTH)}
 
 
 def make(name: str, device: torch.device, scratch: Path):
@@ -41,9 +45,8 @@ def make(name: str, device: torch.device, scratch: Path):
     return make_generator(name, GeneratorOptions(weights=weights, device=device, truncation=1.0))
 
 
-def job_config(name: str, generator, anchors: int, batch_size: int, out: Path) -> JobConfig:
-    return JobConfig(generator=name, n_anchors=anchors,
-                     views=ViewSpec("gaussian", VIEWS, sigma=0.2, truncation=1.0),
+def job_config(name: str, generator, anchors: int, batch_size: int, out: Path, method: str = "gaussian") -> JobConfig:
+    return JobConfig(generator=name, n_anchors=anchors, views=VIEW_SPECS[method],
                      classes=list(range(generator.num_classes)), seed=0,
                      image_size=generator.resolution, quality=95, groups_per_shard=anchors,
                      batch_size=batch_size, out=out)
@@ -55,18 +58,19 @@ def synchronize(device: torch.device) -> None:
 
 
 def forward_images_per_second(generator, config: JobConfig, device: torch.device) -> float:
-    """The generator alone on the job's batches (latents and classes as the job draws them)."""
-    latent = torch.randn(config.batch_size, generator.latent_dim).numpy()
-    classes = (torch.randint(0, generator.num_classes, (config.batch_size,)).numpy()
-               if generator.num_classes else None)
-    render(generator, latent, classes, config.image_size)  # warm-up
-    batches = -(-config.n_anchors * VIEWS // config.batch_size)
+    """The generator alone on the job's batches (latents and classes as the job draws them; whole groups
+    of renoise views)."""
+    size = config.render_batch
+    latent = torch.randn(size, generator.latent_dim).numpy()
+    classes = torch.randint(0, generator.num_classes, (size,)).numpy() if generator.num_classes else None
+    render(generator, latent, classes, config.image_size, config.views)  # warm-up
+    batches = -(-config.n_anchors * VIEWS // size)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(batches):
-        render(generator, latent, classes, config.image_size)
+        render(generator, latent, classes, config.image_size, config.views)
     synchronize(device)
-    return batches * config.batch_size / (time.perf_counter() - start)
+    return batches * size / (time.perf_counter() - start)
 
 
 def job_images_per_second(generator, config: JobConfig) -> float:
@@ -93,6 +97,8 @@ def main() -> None:
     parser.add_argument("--anchors", default="deadleaves=512,biggan-deep-128=24,biggan-deep-256=8",
                         help="groups rendered per generator, as name=count")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--view-method", default="gaussian", choices=list(VIEW_SPECS),
+                        help="renoise: diffusion generators only")
     parser.add_argument("--memory-anchors", default="2000,20000",
                         help="two set sizes for the peak-memory check; empty to skip it")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -106,7 +112,7 @@ def main() -> None:
         for name in args.generators.split(","):
             generator = make(name, device, Path(scratch))
             config = job_config(name, generator, anchors.get(name, 64), args.batch_size,
-                                Path(scratch) / f"set-{name}")
+                                Path(scratch) / f"set-{name}", args.view_method)
             forward = forward_images_per_second(generator, config, device)
             whole = job_images_per_second(generator, config)
             rows.append(f"| {name} | {generator.resolution} | {forward:.1f} | {whole:.1f} | "
@@ -124,7 +130,7 @@ def main() -> None:
 
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
-    print(f"\ndevice {device}, batch {args.batch_size}, {VIEWS} views per group, "
+    print(f"\ndevice {device}, batch {args.batch_size}, {VIEWS} {args.view_method} views per group, "
           f"{torch.get_num_threads()} threads")
     print("| generator | px | forward images/s | job images/s | job / forward |\n|---|---|---|---|---|")
     print("\n".join(rows))
