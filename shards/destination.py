@@ -111,7 +111,7 @@ def destination_for(location: str) -> Destination:
 
 def written(action: Callable[[], T], url: str) -> T:
     """``action()`` (a write to ``url``), tried again after a failure, up to GENVIEWS_NET_TRIES tries."""
-    failed = 0
+    failed, timeout, most_tries = 0, NET_TIMEOUT.value, NET_TRIES.value
     while True:
         try:
             return action()
@@ -119,7 +119,7 @@ def written(action: Callable[[], T], url: str) -> T:
             raise ShardSetError(f"{url} could not be written: access was refused ({error}).") from None
         except Exception as error:  # each file system raises its own kinds of network error
             failed += 1
-            if failed >= NET_TRIES.value:
+            if failed >= most_tries:
                 text = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise ShardSetError(f"{url} could not be written: {text} ({tries(failed)}).") from None
-            time.sleep(pause_after(failed))
+            time.sleep(pause_after(failed, timeout))

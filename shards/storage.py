@@ -41,18 +41,17 @@ class RemoteReadError(DamagedShardError):
     A DamagedShardError, so that every reader treats the shard as it treats a damaged one."""
 
 
-def pause_after(failed: int) -> float:
+def pause_after(failed: int, timeout: float) -> float:
     """Seconds to wait before the next try, after ``failed`` tries in a row failed."""
-    return min(FIRST_PAUSE * 2 ** (failed - 1), NET_TIMEOUT.value)
+    return min(FIRST_PAUSE * 2 ** (failed - 1), timeout)
 
 
 def tries(count: int) -> str:
     return f"{count} {'try' if count == 1 else 'tries'}"
 
 
-def source_for(url: str) -> Source:
+def source_for(url: str, timeout: float) -> Source:
     """The transport of ``url``'s scheme (one of READ_SCHEMES)."""
-    timeout = NET_TIMEOUT.value
     return HttpSource(url, timeout) if scheme_of(url) in HTTP_SCHEMES else BucketSource(url, timeout)
 
 
@@ -61,7 +60,8 @@ def open_remote(url: str, size: int | None = None, limit: int | None = None) -> 
     long (a shard); ``limit``: at most limit + 1 bytes come back, so that a caller sees a longer
     file is one (a manifest). Raises FileNotFoundError when the file is absent, RemoteReadError when
     it cannot be read; either comes before this returns when the first try shows it."""
-    stream = RemoteStream(source_for(url), url, size, limit)
+    timeout, most_tries = NET_TIMEOUT.value, NET_TRIES.value  # read here: a bad setting is the caller's error
+    stream = RemoteStream(source_for(url, timeout), url, size, limit, timeout, most_tries)
     try:
         stream.wait_for_start()
     except BaseException:
@@ -73,9 +73,11 @@ def open_remote(url: str, size: int | None = None, limit: int | None = None) -> 
 class RemoteStream(io.RawIOBase):
     """The consumer's side of a reading thread: pieces in order, then the end or the error."""
 
-    def __init__(self, source: Source, url: str, size: int | None, limit: int | None):
+    def __init__(self, source: Source, url: str, size: int | None, limit: int | None, timeout: float,
+                 most_tries: int):
         super().__init__()
         self.source, self.url, self.size, self.limit = source, url, size, limit
+        self.timeout, self.most_tries = timeout, most_tries
         self._pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=source.read_ahead)
         self._stop = threading.Event()
         self._piece = memoryview(b"")
@@ -160,10 +162,10 @@ class RemoteStream(io.RawIOBase):
             except Fault as fault:
                 failed += 1
                 answered = answered or fault.answered
-                if failed >= NET_TRIES.value:
+                if failed >= self.most_tries:
                     verb = "read" if answered else "reached"
                     raise RemoteReadError(f"{self.url} could not be {verb}: {fault.what} ({tries(failed)}).") from None
-                self._stop.wait(pause_after(failed))
+                self._stop.wait(pause_after(failed, self.timeout))
             except Refusal as refusal:
                 raise RemoteReadError(f"{self.url} could not be read: {refusal}.") from None
             except EndOfData:

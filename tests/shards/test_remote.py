@@ -132,6 +132,15 @@ def test_a_set_that_is_not_on_the_server_says_so(server: FaultyServer):
                                  "(the server answered 404 Not Found).")
 
 
+@pytest.mark.parametrize("variable", ["GENVIEWS_NET_TIMEOUT", "GENVIEWS_NET_TRIES"])
+def test_a_network_setting_that_is_not_a_number_is_named(server: FaultyServer, monkeypatch, variable: str):
+    monkeypatch.setenv(variable, "soon")
+
+    result = shards_command("info", f"{server.url}/set")
+
+    assert_clean_failure(result, f"{variable} must be a positive whole number, not 'soon'.")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed here")
 def test_a_scheme_without_its_extra_names_the_extra_to_install():
     with pytest.raises(ShardSetError, match=r"gs:// sets need the gcsfs package: pip install 'genviews\[gcs\]'"):
