@@ -48,12 +48,13 @@ def copy_set(source: str, destination: str, workers: int = 4, progress: bool = F
     target.prepare()
     rows = shard_set.shard_rows
     records = [canonical_json({**row, "set_id": shard_set.manifest["set_id"]}) for row in rows]
-    missing = [index for index in range(len(rows)) if target.read(record_name(index)) != records[index]]
-    with tqdm(total=sum(rows[index]["bytes"] for index in missing), unit="B", unit_scale=True, desc="copy",
-              disable=not progress) as bar, ThreadPoolExecutor(max(1, workers)) as pool:
-        copy = partial(_copy_shard, shard_set, target, records, bar)
-        for _ in pool.map(copy, missing):
-            pass
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        there = pool.map(target.read, map(record_name, range(len(rows))))  # a round trip each, in a bucket
+        missing = [index for index, record in enumerate(there) if record != records[index]]
+        with tqdm(total=sum(rows[index]["bytes"] for index in missing), unit="B", unit_scale=True, desc="copy",
+                  disable=not progress) as bar:
+            for _ in pool.map(partial(_copy_shard, shard_set, target, records, bar), missing):
+                pass
     for name in CARD_FILES:
         try:
             target.write(name, read_set_file(source, name))
