@@ -56,6 +56,9 @@ class DiffusionGenerator:
     """A diffusion pipeline sampled with deterministic DDIM from latents that are its initial noise."""
 
     def __init__(self, name: str, pipeline: Pipeline, options: GeneratorOptions):
+        if options.compile or options.channels_last:  # refused rather than ignored
+            raise GeneratorError("Diffusion generators run without --compile and --channels-last (they speed up the "
+                                 "GANs' convolutions); drop them.")
         config = pipeline.denoiser.config
         self.name = name
         self.pipeline = pipeline

@@ -200,6 +200,15 @@ def test_bad_view_and_speed_settings_of_a_diffusion_generator_are_one_sentence(t
     assert fragment in refused(tmp_path / "out", "--generator", "diffusers", "--weights", tiny_dit, *args)
 
 
+@pytest.mark.parametrize("flag", ["compile", "channels_last"])
+def test_gan_speed_options_are_refused_rather_than_ignored_on_cuda_too(tiny_dit, flag):
+    from generate.generators.diffusion import make_diffusion
+
+    options = GeneratorOptions(weights=tiny_dit, device=CPU, truncation=1.0, **{flag: True})  # as CUDA passes them
+    with pytest.raises(GeneratorError, match="run without --compile and --channels-last"):
+        make_diffusion("diffusers", options)
+
+
 @pytest.mark.parametrize("generator", ["biggan-deep-128", "cgan", "deadleaves"])
 def test_renoise_views_are_refused_for_generators_without_a_sampler(generator, tmp_path):
     message = refused(tmp_path / "out", "--generator", generator, "--view-method", "renoise")
