@@ -27,9 +27,9 @@ LOADING = ("```python\nfrom glob import glob\nfrom datasets import load_dataset\
            "group = groups[0]  # group[\"0.jpg\"] is the anchor image, group[\"cls\"] its class\n```\n\n"
            "With genviews: `python -m shards verify SET`, then "
            "`from shards import open_set; for group in open_set(\"SET\"): ...`.")
-RENOISE = {"renoise": " Each positive is its anchor's denoised latent, re-noised to the level of the last "
-                       "strength x steps sampling steps with the noise in its row of the latents and denoised "
-                       "again through them (SDEdit)."}
+RENOISE = {"renoise": " A positive's row of the latents is instead the noise that re-noises its anchor's "
+                       "denoised latent to the level of the last strength x steps sampling steps, which denoise it "
+                       "again (SDEdit)."}
 CITATION = """@inproceedings{jahanian2022generative,
   title     = {Generative Models as a Data Source for Multiview Representation Learning},
   author    = {Jahanian, Ali and Puig, Xavier and Tian, Yonglong and Isola, Phillip},
@@ -102,7 +102,8 @@ def _origin(manifest: dict[str, Any]) -> list[str]:
             f"{generator.get('truncation')}, {generator.get('precision', 'fp32')}); weights sha256: "
             f"`{generator.get('weights_sha256') or 'none (the generator has no weights file)'}`; licence of the "
             f"weights: {manifest.get('generator_license') or UNKNOWN}.",
-            *([f"Sampler: {_sampler_phrase(sampler)}; a latent is the sampler's initial noise."] if sampler else []),
+            *([f"Sampler: {_sampler_phrase(sampler)}; a latent is the noise the sampler starts from."] if sampler
+              else []),
             f"Views: {_views_phrase(manifest)}; seed {manifest.get('seed')}: every anchor's class, latent and views "
             "come from (seed, anchor)." + RENOISE.get((manifest.get("view_method") or {}).get("name"), ""),
             "Regenerate it, or fill a hollow copy, from its manifest: `python -m generate --like SET --out DIR "
