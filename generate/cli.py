@@ -16,24 +16,14 @@ import click
 from common import commands
 from common.console import reports_errors
 from common.numbers import seed_range
-from generate.choices import DEFAULT_GENERATOR, JPEG_ENCODERS, MAX_SAMPLING_STEPS, PRECISIONS
+from generate.choices import (DEFAULT_GENERATOR, JPEG_ENCODERS, MAX_ANCHORS, MAX_BATCH_SIZE, MAX_GROUPS_PER_SHARD,
+                              MAX_SAMPLING_STEPS, MAX_SHARDS, MAX_VIEWS, PRECISIONS)
 from generate.sampling import DEFAULT_STRENGTH, VIEW_METHODS
 from shards.card import UNKNOWN as UNKNOWN_LICENSE
 from shards.schema import KEY_DIGITS
 
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6}
-# Bounds on numbers, so that a typo is refused in one sentence instead of failing hours later.
-MAX_ANCHORS = 10**KEY_DIGITS  # anchors 0 .. 10^10 - 1 have 10-digit keys
-MAX_SHARDS = 10**6  # shard names have 6 digits
-MAX_GROUPS_PER_SHARD = 100_000  # a shard's latents are drawn, and its tar written, at once
-MAX_VIEWS = 1000  # a group's views are held together; readers refuse more than 1024 by default
-MAX_BATCH_SIZE = 4096
-MAX_LATENT_SCALE = 100.0  # --sigma and --truncation: latents are standard normals truncated to [-2, 2]
-# The options whose values the manifest records: --like reads them all from it instead.
-RECIPE_OPTIONS = ("generator", "n_anchors", "views", "view_method", "sigma", "steer_range", "steer_directions",
-                  "preserve_norm", "truncation", "classes", "seed", "image_size", "quality", "groups_per_shard",
-                  "precision", "license", "description", "sampling_steps", "guidance", "strength")
 
 
 class CountType(click.ParamType):

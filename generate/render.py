@@ -19,7 +19,7 @@ from click.core import ParameterSource
 
 from generate.batch_size import auto_batch_size
 from generate.classes import select_classes
-from generate.cli import MAX_LATENT_SCALE, MAX_SHARDS, RECIPE_OPTIONS
+from generate.choices import MAX_LATENT_SCALE, MAX_SHARDS, RECIPE_OPTIONS
 from generate.encoding import choose_encoder
 from generate.generators import Generator, GeneratorOptions, make_generator
 from generate.generators.diffusion import NAMES as DIFFUSION_GENERATORS

@@ -20,7 +20,7 @@ ALLOWED = {
 }
 THIRD_PARTY = {
     "common": {"click", "torch", "yaml"},
-    "shards": {"click", "numpy", "PIL", "torch", "torchvision", "tqdm", "webdataset"},
+    "shards": {"click", "numpy", "PIL", "torch", "torchvision", "tqdm", "webdataset", "fsspec"},
 }
 
 
