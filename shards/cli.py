@@ -212,6 +212,7 @@ def describe(shard_set: ShardSet) -> list[str]:
         f"set          {shard_set.location} (set id {manifest.get('set_id', '?')})",
         f"kind         {shard_set.kind}: {shard_set.groups} groups x {shard_set.views} views",
         describe_origin(manifest),
+        *describe_sampler((manifest.get("generator") or {}).get("sampler")),
         f"view method  {describe_method(manifest.get('view_method') or {})}",
         f"classes      {describe_classes(manifest)}",
         f"images       {image.get('codec', '?')} quality {image.get('quality', '?')}, "
@@ -243,6 +244,14 @@ def describe_origin(manifest: dict[str, Any]) -> str:
                 f"truncation {generator.get('truncation', '?')}")
     skipped = manifest.get("skipped", [])
     return f"source       {manifest.get('source', '?')} ({len(skipped)} files skipped)"
+
+
+def describe_sampler(sampler: dict[str, Any] | None) -> list[str]:
+    """A diffusion generator's sampler settings; nothing for a generator without a sampler."""
+    if not sampler:
+        return []
+    return [f"sampler      {sampler.get('name', '?')}, eta {sampler.get('eta', '?')}, {sampler.get('steps', '?')} steps, "
+            f"guidance {sampler.get('guidance', '?')}"]
 
 
 def describe_method(method: dict[str, Any]) -> str:

@@ -21,8 +21,10 @@ from generate.verify import main as verify_main
 from generate.generators import GeneratorError, GeneratorOptions, make_generator
 from generate.sampling import ViewSpec, sample_latents
 from shards import open_set
+from shards.cli import cli as shards_cli
 from shards.reader import decode_view
 from shards.verify import verify_set
+from tests.cli import run_in_process
 from tests.random_dit import write_random_dit
 
 CPU = torch.device("cpu")
@@ -65,6 +67,8 @@ def test_a_set_verifies_records_its_sampler_and_ignores_the_batch_size(tiny_dit,
     assert small["generator"]["latent_dim"] == 4 * 8 * 8 and small["generator"]["resolution"] == 16
     assert small["generator"]["sampler"] == {"name": "ddim", "eta": 0.0, "steps": STEPS, "guidance": 1.5}
     assert small["view_method"] == {"name": "gaussian", "sigma": 0.2, "preserve_norm": True}
+    described = run_in_process(shards_cli, "python -m shards", "info", tmp_path / "a").stdout
+    assert f"sampler      ddim, eta 0.0, {STEPS} steps, guidance 1.5\n" in described
     for shard in ("shard-000000.tar", "shard-000001.tar"):
         assert (tmp_path / "a" / shard).read_bytes() == (tmp_path / "b" / shard).read_bytes()
     regenerated = CliRunner().invoke(verify_main, [str(tmp_path / "a"), "--regenerate", "2", "--weights",
