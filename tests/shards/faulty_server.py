@@ -4,17 +4,11 @@ file by file, the way real servers and networks do."""
 from __future__ import annotations
 
 import re
-import signal
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
-from tests.shards.helpers import write_synthetic_set
-
-CASE_BOUND_SECONDS = 60  # a test case with a server that misbehaves ends within this, or fails
 STALL_LIMIT_SECONDS = 60  # a stalled answer waits at most this long, or until the server stops
 ENDLESS_PIECE = bytes(range(256)) * 256
 
@@ -125,38 +119,3 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
 def _range_start(header: str) -> int:
     match = re.fullmatch(r"bytes=(\d+)-", header.strip())
     return int(match.group(1)) if match else 0
-
-
-@pytest.fixture
-def quick_network(monkeypatch) -> None:
-    """Faults show in seconds: 1 s without a byte is a fault, 2 tries in a row fail a read."""
-    monkeypatch.setenv("GENVIEWS_NET_TIMEOUT", "1")
-    monkeypatch.setenv("GENVIEWS_NET_TRIES", "2")
-
-
-@pytest.fixture
-def bounded_case():
-    """A case that hangs fails here instead of holding up the suite."""
-    def give_up(*_: object) -> None:
-        raise TimeoutError(f"the case did not end within {CASE_BOUND_SECONDS} s")
-
-    previous = signal.signal(signal.SIGALRM, give_up)
-    signal.alarm(CASE_BOUND_SECONDS)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="module")
-def served_folder(tmp_path_factory) -> Path:
-    """A folder holding ``set``: 16 groups in 4 shards (2 batches of 8)."""
-    root = tmp_path_factory.mktemp("served")
-    write_synthetic_set(root / "set", groups=16, groups_per_shard=4)
-    return root
-
-
-@pytest.fixture
-def server(served_folder: Path):
-    """A FaultyServer of ``served_folder``, without faults until a test sets them."""
-    with FaultyServer(served_folder) as running:
-        yield running

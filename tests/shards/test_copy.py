@@ -14,8 +14,7 @@ import pytest
 
 from shards.cli import cli
 from tests.cli import assert_clean_failure, cli_env, run_in_process, tree_digest
-from tests.shards.faulty_server import (FaultyServer, bounded_case, quick_network, served_folder,  # noqa: F401
-                                        server)  # fixtures
+from tests.shards.faulty_server import FaultyServer
 from tests.shards.helpers import write_synthetic_set
 
 pytestmark = pytest.mark.usefixtures("quick_network", "bounded_case")

@@ -15,8 +15,7 @@ from shards.reader import open_set
 from shards.schema import ShardSetError
 from tests.cli import assert_clean_failure, run_in_process
 from tests.evaluate.helpers import write_checkpoint
-from tests.shards.faulty_server import (FaultyServer, bounded_case, quick_network, served_folder,  # noqa: F401
-                                        server)  # fixtures
+from tests.shards.faulty_server import FaultyServer
 
 FAULTY = "shard-000001.tar"
 pytestmark = pytest.mark.usefixtures("quick_network", "bounded_case")

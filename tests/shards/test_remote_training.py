@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from tests.cli import assert_clean_failure, run_in_process
-from tests.shards.faulty_server import (FaultyServer, bounded_case, quick_network, served_folder,  # noqa: F401
-                                        server)  # fixtures
+from tests.shards.faulty_server import FaultyServer
 from shards.schema import shard_name
 from train.data import shard_reads
 from train.main import main as train_main
