@@ -23,6 +23,7 @@ class FaultyServer:
     - ``endless``: answers 200 without a length, sends the file, then bytes without end;
     - ``huge``: announces 3 GB and sends bytes without end;
     - ``missing``: answers 404; ``redirect-out``: redirects to file:///etc/passwd;
+    - ``short``: serves the file without its last KiB, as a server holding a truncated copy;
     - ``stall-once``, ``drop-once``, ``error-once`` (a 500): to the first request only, as a
       network that heals; ``stall-later``: to every request but the first.
     """
@@ -83,7 +84,9 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 return self.end_headers()
             if fault == "error":
                 return self.send_error(500)
-            data = path.read_bytes()
+            data = path.read_bytes()[:-1024] if fault == "short" else path.read_bytes()
+            if start >= len(data):
+                return self.send_error(416)
             if fault == "huge":
                 self.send_response(200)
                 self.send_header("Content-Length", str(3 << 30))

@@ -42,6 +42,7 @@ def test_a_set_on_a_server_verifies_as_its_folder_does(server: FaultyServer):
     ("endless", "{url} is longer than the {size} bytes its manifest row gives; it was refused at byte {after}."),
     ("redirect-out", "{url} could not be read: the server redirects it to file:///etc/passwd, which is not an "
                      "http(s) URL, so it was not followed."),
+    ("short", "{url} ends at byte {cut}, before the {size} bytes its manifest row gives (truncated or replaced)."),
 ])
 def test_each_fault_ends_in_one_sentence_that_names_the_url(server: FaultyServer, served_folder: Path,
                                                            fault: str, message: str):
@@ -52,7 +53,7 @@ def test_each_fault_ends_in_one_sentence_that_names_the_url(server: FaultyServer
 
     assert result.returncode != 0 and "Traceback" not in result.stderr
     said = result.stdout + result.stderr  # verify names a shard it could not read, or stops at it
-    assert message.format(url=f"{server.url}/set/{FAULTY}", size=size, after=size + 1) in said
+    assert message.format(url=f"{server.url}/set/{FAULTY}", size=size, after=size + 1, cut=size - 1024) in said
     assert "curl" not in said
 
 
