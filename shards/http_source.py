@@ -9,6 +9,7 @@ is read as it arrives, and a redirect is followed only to another http(s) URL.
 from __future__ import annotations
 
 import errno
+import functools
 import http.client
 import socket
 import ssl
@@ -48,7 +49,7 @@ class HttpSource:
         parts = urlsplit(url)
         if parts.scheme.lower() == "https":
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=self.timeout, context=ssl.create_default_context())
+                parts.hostname or "", parts.port, timeout=self.timeout, context=_tls_context())
         else:
             connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
@@ -58,11 +59,9 @@ class HttpSource:
         try:
             connection.request("GET", target, headers=headers)
             return connection, connection.getresponse()
-        except BaseException as error:
+        except Exception as error:
             connection.close()
-            if isinstance(error, Exception):
-                raise _fault(error, self.timeout, before_answer=True) from None
-            raise
+            raise _fault(error, self.timeout, before_answer=True) from None
 
     def _body(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse,
               start: int) -> HttpBody:
@@ -120,6 +119,12 @@ class HttpBody:
 
     def close(self) -> None:
         self.connection.close()
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The system's certificates, loaded once per process rather than once per read."""
+    return ssl.create_default_context()
 
 
 def _range_start(content_range: str) -> int | None:
