@@ -25,7 +25,7 @@ from common.files import (TEMP_SUFFIX, being_written, make_folder, remove_stale_
 from shards.card import write_card
 from shards.croissant import write_croissant
 from shards.manifest import complete_manifest, parse_manifest, read_record, recipe_id
-from shards.schema import MANIFEST_NAME, RECORD_PATTERN, ShardSetError, shard_anchors, shard_name
+from shards.schema import MANIFEST_NAME, RECORD_PATTERN, ShardSetError, record_name, shard_anchors, shard_name
 from shards.writer import ShardWriter
 
 # A set's files: manifest, shards and records, and the dataset card (README.md, croissant.json).
@@ -74,7 +74,9 @@ class SetWriter:
 
     def claim(self, index: int) -> ShardWriter | None:
         """A writer for shard ``index``, or None when it is committed or a live process is writing it."""
-        if self.is_committed(index) or being_written(self.out, shard_name(index)):
+        # Live temporaries first: a writer holds one until its record lands, so a shard they do not show
+        # is either committed by now or free.
+        if self._being_written(index) or self.is_committed(index):
             return None
         later = sum(len(span) for span in self.spans[index + 1:])
         return ShardWriter(self.out, index, self.set_id, self.spans[index], groups_after=later,
@@ -85,9 +87,14 @@ class SetWriter:
         waiting = list(indices)
         while True:
             waiting = [index for index in waiting if not self.is_committed(index)]
-            if not any(being_written(self.out, shard_name(index)) for index in waiting):
-                return waiting
+            if not any(self._being_written(index) for index in waiting):
+                # A writer's temporaries stay live until its record lands (shards.writer), so a shard
+                # committed since the first look has its record now.
+                return [index for index in waiting if not self.is_committed(index)]
             time.sleep(WAIT_POLL_SECONDS)
+
+    def _being_written(self, index: int) -> bool:
+        return being_written(self.out, shard_name(index)) or being_written(self.out, record_name(index))
 
     def finish(self, command: list[str]) -> bool:
         """Write the manifest once every shard has a record of this set, then the dataset card

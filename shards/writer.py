@@ -2,7 +2,8 @@
 
 A shard is streamed into an ``AtomicFile`` (a temporary name of this writer's own, locked while
 written), fsynced and renamed; then its record (groups, bytes, sha256, first and last anchor, and
-the set id that ties it to one recipe) is written the same way. Tar headers carry no time, user or
+the set id that ties it to one recipe), written to a temporary of its own before that rename, is
+renamed too. Tar headers carry no time, user or
 mode that varies, so the same groups give the same bytes on any machine, whichever process wrote
 them. ``SetWriter`` (shards/set_writer.py) hands these out; nothing else makes them.
 """
@@ -15,7 +16,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from common.files import AtomicFile, write_json_atomic
+from common.files import AtomicFile, canonical_json
 from shards.schema import Group, ShardSetError, record_name, shard_name
 
 
@@ -85,7 +86,6 @@ class ShardWriter:
             raise ShardSetError(f"{shard_name(self.index)} came out with sha256 {sha256}, but the set's "
                                 f"manifest records {self.expected_sha256}: this software stack renders "
                                 "other bytes than the one that made the set, so the shard is not kept.")
-        self._file.commit()
         record = {
             "name": shard_name(self.index),
             "groups": len(self.anchors),
@@ -95,12 +95,18 @@ class ShardWriter:
             "last_anchor": self.anchors[-1],
             "set_id": self.set_id,
         }
-        try:
-            write_json_atomic(self.directory / record_name(self.index), record)
-        except BaseException:
-            # Without its record the shard does not exist; leave no file that looks like one.
-            (self.directory / shard_name(self.index)).unlink(missing_ok=True)
-            raise
+        # The record's temporary is live (locked) before the shard takes its final name, so that until
+        # the record lands a live temporary always says the shard is being written: a process waiting
+        # for it (SetWriter.wait_for) never takes the moment between the two renames for a dead writer.
+        with AtomicFile(self.directory / record_name(self.index)) as record_file:
+            record_file.write(canonical_json(record))
+            self._file.commit()
+            try:
+                record_file.commit()
+            except BaseException:
+                # Without its record the shard does not exist; leave no file that looks like one.
+                (self.directory / shard_name(self.index)).unlink(missing_ok=True)
+                raise
         return record
 
     def discard(self) -> None:

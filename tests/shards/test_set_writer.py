@@ -3,6 +3,7 @@ folder, stale and live temporary files. Every case ends in the set an uninterrup
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -111,6 +112,31 @@ def test_a_shard_a_live_writer_holds_is_skipped_and_waited_for(tmp_path):
     waiter.join(timeout=60)
     assert left == [[]]  # it woke to the other writer's commit: nothing left to write
     assert second.missing() == [1]
+
+
+def test_a_waiter_that_looks_between_the_shards_rename_and_its_records_sees_a_live_writer(tmp_path, monkeypatch):
+    recipe = synthetic_recipe(groups=2, views=2, latent_dim=4, groups_per_shard=2)
+    first, second = SetWriter(tmp_path, recipe), SetWriter(tmp_path, recipe)
+    left: list[list[int]] = []
+    waiters: list[threading.Thread] = []
+    rename = os.replace
+
+    def rename_then_look(source: str, target: str) -> None:
+        rename(source, target)
+        if Path(target).name == "shard-000000.tar":  # the shard is there, its record not yet
+            assert second.claim(0) is None
+            waiters.append(threading.Thread(target=lambda: left.append(second.wait_for([0]))))
+            waiters[0].start()
+            waiters[0].join(timeout=0.5 * WAIT_POLL_SECONDS)
+            assert left == [], "wait_for took a shard whose record was on its way for one whose writer died"
+
+    monkeypatch.setattr(os, "replace", rename_then_look)
+    with first.claim(0) as shard:
+        for anchor in first.spans[0]:
+            shard.add(synthetic_group(anchor, views=2, latent_dim=4))
+        shard.commit()
+    waiters[0].join(timeout=60)
+    assert left == [[]] and first.is_committed(0)
 
 
 def test_a_dead_writers_temporary_file_is_stale_and_its_shard_is_free(tmp_path):
