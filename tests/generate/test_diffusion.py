@@ -15,6 +15,8 @@ import torch
 from click.testing import CliRunner
 
 from generate.cli import main as generate_main
+from generate.batch_size import TIMED_BATCHES, images_per_second
+from generate.generators.diffusion import PROBE_STEPS
 from generate.render import settings_from_options
 from generate.encoding import encode_jpeg
 from generate.verify import main as verify_main
@@ -190,6 +192,22 @@ def test_renoise_views_move_further_from_their_anchor_as_the_strength_grows(tiny
     assert 0 < latent_distances[0] < apart / 10 and latent_distances[-1] > apart / 2, (latent_distances, apart)
     assert all(near < far for near, far in zip(latent_distances, latent_distances[1:])), latent_distances
     assert all(near < far for near, far in zip(pixel_distances, pixel_distances[1:])), pixel_distances
+
+
+def test_batch_size_auto_times_a_short_schedule_and_then_samples_the_whole_one(tiny_dit):
+    generator = make_generator("diffusers", GeneratorOptions(weights=tiny_dit, device=CPU, truncation=1.0,
+                                                             sampling_steps=10))
+    latents = torch.from_numpy(sample_latents(0, 0, generator.latent_dim, ViewSpec("gaussian", 4, 0.2, 1.0)))
+    classes = torch.zeros(4, dtype=torch.int64)
+    before = generator(latents, classes)
+    steps: list[int] = []
+    hook = generator.pipeline.denoiser.register_forward_hook(lambda *_: steps.append(1))
+    assert images_per_second(generator, generator.resolution, 4) > 0
+    timed = len(steps)
+    generator(latents, classes)
+    hook.remove()
+    assert timed == (1 + TIMED_BATCHES) * PROBE_STEPS and len(steps) - timed == 10
+    assert torch.equal(generator(latents, classes), before)
 
 
 @pytest.mark.parametrize("args, fragment", [
