@@ -8,8 +8,9 @@ The set is served over loopback by an HTTP server that answers Range requests
   alone: shards.storage's stream with its read-ahead thread, or the file);
 - images/s: the trainer's loader (train.data, --workers workers, each reading one shard at a time),
   as benchmarks/loader_throughput.py measures it, and its ratio to the folder's; CPU ms/view, the
-  CPU time of this process and the workers per view (this process also runs both servers, so a
-  remote place's figure includes serving it).
+  CPU time of this process and the workers per view. Both servers run in a process of their own,
+  so the CPU figure is the reader's alone; on a machine with few cores their work still competes
+  with the loader's for images/s.
 
     python -m benchmarks.remote_throughput [--data SET] [--groups 1000] [--workers 2] [--epochs 2]
 
@@ -20,8 +21,10 @@ s3 extra and moto[server] (pip install -e '.[dev]').
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,19 +47,33 @@ def read_megabytes_per_second(shard_set: ShardSet) -> float:
     return total / 1e6 / (time.perf_counter() - start)
 
 
-def local_s3_endpoint():
-    """moto's S3 server on a free loopback port, with the AWS variables pointing at it."""
+def serve(folder: Path, addresses: multiprocessing.Queue) -> None:
+    """In a process of its own: ``folder``'s parent over HTTP and moto's S3 server, both on free
+    loopback ports; puts (HTTP URL, S3 endpoint) on ``addresses``, then serves until killed."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "benchmark",
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    host, port = s3.get_host_and_port()
+    with FaultyServer(folder.parent) as http:
+        addresses.put((f"{http.url}/{folder.name}", f"http://{host}:{port}"))
+        threading.Event().wait()
+
+
+def start_servers(folder: Path) -> tuple[multiprocessing.Process, str]:
+    """The serving process, and the set's HTTP URL; the AWS variables point at its S3 endpoint, in
+    which the bucket BUCKET is made."""
+    context = multiprocessing.get_context("spawn")
+    addresses = context.Queue()
+    process = context.Process(target=serve, args=(folder, addresses), daemon=True)
+    process.start()
+    url, endpoint = addresses.get(timeout=60)
+    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "benchmark",
                        "AWS_SECRET_ACCESS_KEY": "benchmark", "AWS_DEFAULT_REGION": "us-east-1"})
     import boto3
 
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    return server
+    return process, url
 
 
 def main() -> None:
@@ -73,23 +90,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.data or render_set(Path(scratch) / "set", args.groups)).resolve()
-        s3 = local_s3_endpoint()
-        with FaultyServer(folder.parent) as http:
-            copy_set(str(folder), f"s3://{BUCKET}/set", workers=4)
-            places = {"folder": str(folder), "http (loopback)": f"{http.url}/{folder.name}",
-                      "s3 (moto, loopback)": f"s3://{BUCKET}/set"}
-            sets = {name: open_set(location) for name, location in places.items()}
-            config = AugmentConfig(crop_size=args.crop_size)
-            read: dict[str, float] = {}
-            loader: dict[str, Measurement] = {}
-            for _ in range(args.rounds):
-                for name, shard_set in sets.items():
-                    read[name] = max(read.get(name, 0.0), read_megabytes_per_second(shard_set))
-                    found = measure(shard_epochs(shard_set, config, args), args.epochs)
-                    best = loader.get(name, found)
-                    loader[name] = Measurement(max(found.images_per_second, best.images_per_second),
-                                               min(found.cpu_ms_per_image, best.cpu_ms_per_image))
-        s3.stop()
+        servers, url = start_servers(folder)
+        copy_set(str(folder), f"s3://{BUCKET}/set", workers=4)
+        places = {"folder": str(folder), "http (loopback)": url, "s3 (moto, loopback)": f"s3://{BUCKET}/set"}
+        sets = {name: open_set(location) for name, location in places.items()}
+        config = AugmentConfig(crop_size=args.crop_size)
+        read: dict[str, float] = {}
+        loader: dict[str, Measurement] = {}
+        for _ in range(args.rounds):
+            for name, shard_set in sets.items():
+                read[name] = max(read.get(name, 0.0), read_megabytes_per_second(shard_set))
+                found = measure(shard_epochs(shard_set, config, args), args.epochs)
+                best = loader.get(name, found)
+                loader[name] = Measurement(max(found.images_per_second, best.images_per_second),
+                                           min(found.cpu_ms_per_image, best.cpu_ms_per_image))
+        servers.kill()
 
     shard_set = sets["folder"]
     megabytes = sum(row["bytes"] for row in shard_set.shard_rows) / 1e6
