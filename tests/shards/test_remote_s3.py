@@ -58,9 +58,11 @@ def test_a_copy_to_the_bucket_and_back_has_every_byte_of_the_set(uploaded: tuple
     folder, url = uploaded
 
     result = shards("copy", url, tmp_path / "back", "--workers", "2")
+    again = shards("copy", folder, url)
 
     assert result.returncode == 0, result.stderr
     assert tree_digest(tmp_path / "back") == tree_digest(folder)  # shards, records, card and manifest
+    assert "(0 copied, 0 bytes; 4 already there)" in again.stdout  # the records in the bucket say so
 
 
 def test_verify_reads_a_set_in_the_bucket(uploaded: tuple[Path, str]):
