@@ -38,6 +38,9 @@ def hollow_of(data: bytes, where: str, out: Path) -> HollowReport:
     manifest = parse_manifest(data, where)
     if manifest["kind"] != "synthetic" or not manifest.get("generator"):
         raise ShardSetError(f"{location} is a set of real images: no generator can fill a hollow copy of it.")
+    if not isinstance(manifest.get("set_id"), str):
+        raise ShardSetError(f"{location}'s manifest has no set id, which the records of a hollow copy carry so that "
+                            "generate --like fills them with this set's shards only.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ShardSetError(f"{out} exists and is not an empty folder; choose a new one for the hollow set.")
     make_folder(out)

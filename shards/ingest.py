@@ -31,6 +31,7 @@ from shards.set_writer import SetWriter
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 IN_FLIGHT_PER_WORKER = 4  # images decoded ahead of the writer, per worker thread
+MAX_CLASS_LIST_BYTES = 1 << 20  # a --classes file: folder names, one per line
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,29 @@ def class_folders(choice: str) -> list[str]:
     if choice == "imagenet100":
         return [wnid for _, wnid, _ in read_class_table("imagenet100")]
     if Path(choice).is_file():
-        names = [line.split("#", 1)[0].strip() for line in Path(choice).read_text().splitlines()]
+        names = [line.split("#", 1)[0].strip() for line in _read_class_list(Path(choice)).splitlines()]
     else:
         names = [part.strip() for part in choice.split(",")]
     names = [name for name in names if name]
     if not names:
         raise ShardSetError(f"--classes {choice!r} names no class folder.")
     return names
+
+
+def _read_class_list(path: Path) -> str:
+    """A class list file as text, at most MAX_CLASS_LIST_BYTES of it (ImageNet's 1000 names take 10 kB)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_CLASS_LIST_BYTES + 1)
+    except OSError as error:
+        raise ShardSetError(f"--classes {path} cannot be read ({error.strerror}).") from None
+    if len(data) > MAX_CLASS_LIST_BYTES:
+        raise ShardSetError(f"--classes {path} is longer than {MAX_CLASS_LIST_BYTES:,} bytes, too long for a list of "
+                            "class folder names.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ShardSetError(f"--classes {path} is not a text file of class folder names (not UTF-8).") from None
 
 
 def list_folder(folder: Path, only: list[str] | None = None) -> tuple[list[str], list[SourceImage], list[str]]:

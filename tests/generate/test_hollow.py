@@ -61,3 +61,14 @@ def test_a_pipe_location_is_refused_without_running_it(tmp_path):
     like = run_in_process(generate_main, "python -m generate", "--like", location, "--out", tmp_path / "out")
     assert_clean_failure(like, "pipe: location")
     assert not marker.exists() and not (tmp_path / "hollow").exists()
+
+
+def test_a_manifest_without_a_set_id_is_refused_before_the_folder_is_made(tmp_path):
+    generate(tmp_path / "set", *SMALL)
+    manifest_path = tmp_path / "set" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["set_id"]
+    manifest_path.write_text(json.dumps(manifest))
+    assert shards("info", tmp_path / "set").returncode == 0  # readers take it
+    assert_clean_failure(shards("hollow", tmp_path / "set", tmp_path / "hollow"), "manifest has no set id")
+    assert not (tmp_path / "hollow").exists()

@@ -50,3 +50,14 @@ def test_a_class_without_its_folder_is_refused_before_anything_is_written(tmp_pa
 
     assert_clean_failure(result, "has no folder for 3 of the 100 classes asked for", IMAGENET100[97])
     assert not (tmp_path / "set").exists()
+
+
+def test_a_class_list_that_is_no_text_is_refused_in_one_sentence(tmp_path):
+    write_classes(tmp_path / "photos", ["cat", "dog"])
+    (tmp_path / "binary.txt").write_bytes(b"cat\n\xff\xfe\x00dog\n")
+
+    result = run_module("shards", "ingest", tmp_path / "photos", tmp_path / "set", "--image-size", 8,
+                        "--classes", tmp_path / "binary.txt", "--no-progress")
+
+    assert_clean_failure(result, "is not a text file of class folder names")
+    assert not (tmp_path / "set").exists()
