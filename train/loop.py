@@ -52,12 +52,13 @@ def diverged_error(first_step: int, step: int, out: Path, saved_step: int | None
                     "raise --temperature.")
 
 
-def unreadable_data_error(error: CorruptSampleError, out: Path) -> RunError:
-    """The error that stops a run on data it cannot read (or skip), saying where ``--resume`` continues."""
+def stopped_on_data(out: Path) -> str:
+    """What a run stopped by data it cannot read (or skip) leaves: where ``--resume`` continues."""
     last = out / LAST
-    kept = (f"{last} holds step {load_checkpoint(last)['step']}, where --resume continues" if last.exists()
-            else "no checkpoint was written yet")
-    return RunError(f"{str(error).rstrip('.')}; training stopped, and {kept}.")
+    if not last.exists():
+        return "Training stopped on data it cannot read, before its first checkpoint."
+    step = load_checkpoint(last)["step"]
+    return f"Training stopped on data it cannot read; {last} holds step {step}, where --resume continues."
 
 
 def check_method(config: dict[str, Any], sources: list) -> None:
@@ -333,8 +334,9 @@ def run(params: dict[str, Any], on_command_line: set[str]) -> None:
         if resume_state:
             check_resume(config, resume_state)
         train(config, sources, dist_info, resume_state)
-    except CorruptSampleError as error:  # a shard or sample that stays unreadable
-        raise unreadable_data_error(error, Path(config["out"])) from None
+    except CorruptSampleError:  # a shard or sample that stays unreadable: its sentence follows on stderr
+        click.echo(stopped_on_data(Path(config["out"])))
+        raise
     finally:
         distributed.cleanup()
 
