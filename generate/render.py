@@ -30,6 +30,7 @@ from generate.like import Settings, check_recipe, check_weights, compare_rows, r
 from generate.sampling import DEFAULT_STRENGTH, Steering, ViewSpec
 from generate.walks import Walks, check_generator, load_walks, parse_names, parse_ranges
 from common.console import exit_with
+from common.files import check_output_path
 from shards.lineage import parse_shard_list
 from shards.manifest import read_record
 
@@ -229,6 +230,7 @@ def render(generator: str, weights: Path | None, n_anchors: int, views: int | No
            parents: tuple[str, ...], only_shards: str | None, shard_index: int, num_shards: int,
            progress: bool) -> None:
     """Render the set the flags (or --like's manifest) describe; the flags as ``generate.cli.main`` parsed them."""
+    check_output_path(out)
     partition = choose_partition(shard_index, num_shards)
     source = None
     if like is not None:

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.files import make_folder, write_bytes_atomic, write_json_atomic
+from common.files import check_output_path, make_folder, write_bytes_atomic, write_json_atomic
 from common.provenance import provenance
 from common.yaml_files import dump_yaml
 from shards import CorruptSampleError
@@ -84,6 +84,7 @@ def check_before_writing(config: dict[str, Any], sources: list, dist_info: distr
 def previous_run(config: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint to resume from (None for a new run); refuses to overwrite a run."""
     out = Path(config["out"])
+    check_output_path(out)
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} exists and is not a folder.")
     last = out / LAST
