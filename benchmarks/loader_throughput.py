@@ -9,6 +9,10 @@ is the CPU time of the loop process and its workers per view, which other jobs o
 barely change. Each is the best of --rounds rounds, the pipelines taking turns. Without --data it
 renders a K = 1 set of 128-px images with the embedded generator first.
 
+``--shard-reads --data SET ...`` times the tar walk alone, in CPU microseconds per group (best of
+--rounds): a trainer's first read of a shard (every byte hashed, every member checked as the
+whole-group reader checks it) against a later one (only the anchor, one positive and the class read).
+
 ``--shards-only --data SET --data SET ...`` compares shard sets with each other instead (e.g. a
 1-view and a 4-view set of the same images): the shard loader alone on each, the sets taking
 turns, with CPU ms per delivered view, per decoded view (a K-view set decodes min(K, M) JPEGs per
@@ -20,6 +24,7 @@ the workers only draw parameters, and the loop process decodes and augments each
 
     python -m benchmarks.loader_throughput [--data SET] [--groups 1000] [--workers N] [--epochs 3]
     python -m benchmarks.loader_throughput --shards-only --data SET1 --data SET4 [--crop-size 32] [--gpu-augment]
+    python -m benchmarks.loader_throughput --shard-reads --data SET1 --data SET4 [--rounds 5]
 """
 
 from __future__ import annotations
@@ -170,12 +175,39 @@ def compare_sets(args: argparse.Namespace) -> None:
                         for value, base, width, digits in zip(figures, first, (10, 13, 12, 10), (0, 3, 3, 3))))
 
 
+def read_cost(shard_set: ShardSet, first_read: bool, rounds: int) -> float:
+    """Best CPU microseconds per group of one pass over every shard, as a trainer's first read of a
+    shard (``check_sha256``) or a later one reads it."""
+    def choose(anchor: int) -> list[int]:
+        return [0, 1 % shard_set.views]
+
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for index in range(len(shard_set.shard_rows)):
+            for _group in shard_set.chosen_views(index, choose, check_sha256=first_read):
+                pass
+        best = min(best, time.process_time() - start)
+    return 1e6 * best / shard_set.groups
+
+
+def compare_reads(args: argparse.Namespace) -> None:
+    print(f"CPU microseconds per group, best of {args.rounds} passes over every shard")
+    print(f"{'set':<34}{'K':>3}{'first read':>12}{'later read':>12}{'ratio':>7}")
+    for location in args.data:
+        shard_set = open_set(location)
+        first, later = read_cost(shard_set, True, args.rounds), read_cost(shard_set, False, args.rounds)
+        print(f"{shard_set.location[-34:]:<34}{shard_set.views:>3}{first:>12.1f}{later:>12.1f}{first / later:>6.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", action="append",
                         help="shard set to read (default: render a K = 1 set); repeat with --shards-only")
     parser.add_argument("--shards-only", action="store_true",
                         help="compare the given shard sets with each other, without ImageFolder")
+    parser.add_argument("--shard-reads", action="store_true",
+                        help="time a trainer's first and later reads of the given sets' shards, without decoding")
     parser.add_argument("--gpu-augment", action="store_true",
                         help="with --shards-only: also read each set as --gpu-augment does, on the CPU")
     parser.add_argument("--groups", type=int, default=1000, help="groups to render without --data")
@@ -186,6 +218,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     parser.add_argument("--rounds", type=int, default=2, help="measure every pipeline this many times")
     args = parser.parse_args()
+    if args.shard_reads:
+        if not args.data:
+            parser.error("--shard-reads times the sets given with --data")
+        compare_reads(args)
+        return
     if args.shards_only:
         if not args.data:
             parser.error("--shards-only compares the sets given with --data")
