@@ -414,8 +414,12 @@ class TrainLoader:
         self.streams = [stream for stream, _ in streams]
         self.rows = [rows for _, rows in streams]
         self.steps_per_epoch = self.streams[0].steps_per_epoch
+        # Each DataLoader draws a seed whenever it starts iterating; from a generator of its own, so that
+        # the process's generator (which augments under --workers 0) is the same after a resume at an
+        # epoch's end, which starts an iterator, as in a run that went on with its iterator.
         self.dataloaders = [DataLoader(stream, batch_size=None, num_workers=num_workers,
-                                       persistent_workers=num_workers > 0, pin_memory=pin_memory)
+                                       persistent_workers=num_workers > 0, pin_memory=pin_memory,
+                                       generator=torch.Generator())
                             for stream in self.streams]
         self._batches: Iterator[tuple[Batch | EncodedBatch | StreamFailure, ...]] | None = None
         self._next_epoch: int | None = None  # the epoch the running iterator is at the start of

@@ -61,10 +61,10 @@ def logged_losses(run: Path) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in events.Scalars("train/loss")]
 
 
-def train_and_kill(ranks: int, data: Path, run: Path, after_step: int) -> int:
+def train_and_kill(ranks: int, data: Path, run: Path, after_step: int, *extra: object) -> int:
     """Starts the run and SIGKILLs every process of it once it has logged ``after_step``; the step
     its last.pt holds."""
-    process = subprocess.Popen(command(ranks, data, run), env=cli_env(), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command(ranks, data, run, *extra), env=cli_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while max(logged_steps(run), default=0) < after_step:
@@ -91,6 +91,21 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
     assert logged_steps(run) == logged_steps(reference)
     # the killed run's events past its checkpoint are purged: each step once, as uninterrupted
     assert logged_losses(run) == logged_losses(reference)
+
+
+def test_a_run_without_loader_workers_resumed_at_an_epochs_end_ends_with_the_uninterrupted_weights(tmp_path, data):
+    """--workers 0 augments with the training process's generator, which the checkpoint holds; nothing
+    the resumed run starts (its loader's iterator) may draw from it before the epoch's batches do."""
+    in_process, epoch_ends_only = ("--workers", 0), ("--save-every-steps", 1000)
+    reference, run = tmp_path / "reference", tmp_path / "killed"
+    train(1, data, reference, *in_process, *epoch_ends_only)
+    saved = train_and_kill(1, data, run, STEPS_PER_EPOCH + 2, *in_process, *epoch_ends_only)
+    assert saved == STEPS_PER_EPOCH
+
+    train(1, data, run, *in_process, *epoch_ends_only, "--resume")
+    expected, resumed = (torch.load(folder / "last.pt", weights_only=True)["model"] for folder in (reference, run))
+    for name, weights in expected.items():
+        assert torch.equal(weights, resumed[name]), f"{name} differs after the resume"
 
 
 def read_metrics(run: Path) -> list[dict]:
