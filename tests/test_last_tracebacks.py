@@ -88,7 +88,7 @@ def test_a_file_that_is_no_checkpoint_says_what_it_is_not(tmp_path: Path, conten
     result = run_in_process(evaluate_cli, "python -m evaluate", "knn", "--checkpoint", tmp_path / "notes.pt",
                             "--train", labelled, "--val", labelled)
 
-    assert result.returncode == 2
+    assert result.returncode == 2 and not (tmp_path / "eval").exists()
     assert result.stderr == (f"error: {tmp_path / 'notes.pt'} is not a genviews checkpoint: it is {kind}, not the "
                              "zip archive that torch.save writes.\n")
 
@@ -100,7 +100,7 @@ def test_a_checkpoint_of_python_objects_is_refused_without_unpickling(tmp_path: 
     result = run_in_process(evaluate_cli, "python -m evaluate", "knn", "--checkpoint", tmp_path / "objects.pt",
                             "--train", labelled, "--val", labelled)
 
-    assert result.returncode == 2 and not (tmp_path / "unpickled").exists()
+    assert result.returncode == 2 and not (tmp_path / "unpickled").exists() and not (tmp_path / "eval").exists()
     assert result.stderr == (f"error: {tmp_path / 'objects.pt'} is not a readable genviews checkpoint: it holds "
                              "Python objects that only unpickling would rebuild, and checkpoints are never "
                              "unpickled.\n")
