@@ -41,7 +41,10 @@ def bucket_filesystem(location: str, timeout: float) -> Any:
                                 f"(or pip install -e '.[{extra}]' in a checkout).")
     import fsspec
 
-    return fsspec.filesystem(scheme, **options(timeout))
+    fs = fsspec.filesystem(scheme, **options(timeout))
+    if scheme == "s3":
+        fs.retries = 1  # s3fs's own tries (5, a class setting, not an option) off too: shards.storage counts them
+    return fs
 
 
 class BucketSource:

@@ -7,7 +7,9 @@ committed (renamed in a folder, uploaded to a bucket), and its record follows it
 and then the manifest come last, the manifest byte for byte, so a half-copied set is never taken
 for a finished one, and the copy has the original's set id and manifest sha256. Run again, the same
 command skips the shards whose record is already at DEST. ``workers`` shards are copied at once, in
-threads (the work is waiting for the network), each in a bounded buffer.
+threads (the work is waiting for the network). A shard bound for a bucket is spooled whole to the
+system's temporary folder (TMPDIR) first, so that a failed copy never leaves a partial object under
+a shard's name: that folder needs room for ``workers`` shards.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ def copy_set(source: str, destination: str, workers: int = 4, progress: bool = F
     there = target.read(MANIFEST_NAME)
     if there is not None and there != data:
         raise ShardSetError(f"{destination} holds another set (its {MANIFEST_NAME} differs); copy into a new place.")
+    rows, set_id = shard_set.shard_rows, shard_set.manifest.get("set_id")  # sets made before set ids have none
+    records = [canonical_json({**row, **({"set_id": set_id} if set_id is not None else {})}) for row in rows]
     target.prepare()
-    rows = shard_set.shard_rows
-    records = [canonical_json({**row, "set_id": shard_set.manifest["set_id"]}) for row in rows]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         there = pool.map(target.read, map(record_name, range(len(rows))))  # a round trip each, in a bucket
         missing = [index for index, record in enumerate(there) if record != records[index]]
@@ -63,7 +65,7 @@ def copy_set(source: str, destination: str, workers: int = 4, progress: bool = F
     target.write(MANIFEST_NAME, data)  # last: now the copy is a finished set
     return CopyReport(shards_copied=len(missing), shards_kept=len(rows) - len(missing),
                       bytes_copied=sum(rows[index]["bytes"] for index in missing),
-                      set_id=str(shard_set.manifest.get("set_id")))
+                      set_id=str(set_id or "none"))
 
 
 def _copy_shard(shard_set: ShardSet, target: Destination, records: list[bytes], bar: tqdm, index: int) -> None:

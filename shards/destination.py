@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from common.files import AtomicFile, make_folder, remove_stale_temporaries, write_bytes_atomic
+from common.files import (AtomicFile, WriteError, describe_os_error, make_folder, remove_stale_temporaries,
+                          write_bytes_atomic)
 from shards.bucket_source import bucket_filesystem
 from shards.manifest import member_location, read_set_file
 from shards.schema import ShardSetError
@@ -77,7 +78,8 @@ class BucketDestination(Destination):
 
 
 class BucketUpload:
-    """A file spooled to a local temporary file, then uploaded whole by ``commit()``."""
+    """A file spooled to a local temporary file, then uploaded whole by ``commit()``: fsspec's files
+    written piece by piece appear under their name when closed, even after a failure."""
 
     def __init__(self, fs: Any, url: str):
         self.fs, self.url = fs, url
@@ -85,17 +87,26 @@ class BucketUpload:
         self.file = os.fdopen(handle, "wb")
 
     def write(self, data: bytes) -> int:
-        return self.file.write(data)
+        try:
+            return self.file.write(data)
+        except OSError as error:  # the temporary folder is full, as a rule
+            raise WriteError(describe_os_error(error, Path(self.temp_path))) from None
 
     def commit(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as error:
+            raise WriteError(describe_os_error(error, Path(self.temp_path))) from None
         written(lambda: self.fs.put_file(self.temp_path, self.url), self.url)
 
     def __enter__(self) -> BucketUpload:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass  # flushing what is thrown away failed (a full disk): nothing is lost
         os.unlink(self.temp_path)
 
 

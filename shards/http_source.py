@@ -147,6 +147,8 @@ def _fault(error: Exception, timeout: float, before_answer: bool = False) -> Fau
         return Fault("the connection was reset", answered=not before_answer)
     if isinstance(error, http.client.IncompleteRead):
         return Fault("the connection closed before the end of the body")
+    if isinstance(error, ssl.SSLCertVerificationError):  # no later try makes the certificate trusted
+        raise Refusal(f"its server's certificate is not trusted ({error.verify_message or error.reason})")
     if isinstance(error, ssl.SSLError):
         return Fault(f"TLS failed ({error.reason or error})", answered=False)
     if isinstance(error, OSError):

@@ -33,6 +33,9 @@ from shards.transport import HTTP_SCHEMES, EndOfData, Fault, Refusal, Source, sc
 NET_TIMEOUT = Limit("GENVIEWS_NET_TIMEOUT", 60, "seconds without a byte")
 NET_TRIES = Limit("GENVIEWS_NET_TRIES", 4, "tries in a row")
 FIRST_PAUSE = 0.5  # seconds before the second try; it doubles, up to the timeout
+# A try that moved on resets the tries in a row, so a server that sends a little and stalls every time
+# would be tried without end: a file may fail this many tries more than a row's, one per this many bytes.
+BYTES_PER_EXTRA_TRY = 64 << 20
 CONSUMER_BUFFER = 1 << 16
 
 
@@ -142,7 +145,8 @@ class RemoteStream(io.RawIOBase):
     def _read_all(self) -> None:
         """Read from byte 0 to the end, trying again where a try fails; pieces go to the consumer.
         Returns None (the end) or raises what the consumer gets instead."""
-        offset, failed, answered = 0, 0, False
+        offset, failed, answered, faults = 0, 0, False, 0
+        most_faults = self.most_tries + (self.size or 0) // BYTES_PER_EXTRA_TRY
         while not self._stop.is_set():
             try:
                 body = self.source.open(offset)
@@ -160,11 +164,14 @@ class RemoteStream(io.RawIOBase):
                     raise Fault(f"the body ended at byte {offset} of {self.size}")
                 return None
             except Fault as fault:
-                failed += 1
+                failed, faults = failed + 1, faults + 1
                 answered = answered or fault.answered
                 if failed >= self.most_tries:
                     verb = "read" if answered else "reached"
                     raise RemoteReadError(f"{self.url} could not be {verb}: {fault.what} ({tries(failed)}).") from None
+                if faults >= most_faults:
+                    raise RemoteReadError(f"{self.url} could not be read: {fault.what} ({tries(faults)}, each "
+                                          f"resumed at the byte the last one reached, {offset} bytes in all).") from None
                 self._stop.wait(pause_after(failed, self.timeout))
             except Refusal as refusal:
                 raise RemoteReadError(f"{self.url} could not be read: {refusal}.") from None

@@ -24,6 +24,7 @@ class FaultyServer:
     - ``huge``: announces 3 GB and sends bytes without end;
     - ``missing``: answers 404; ``redirect-out``: redirects to file:///etc/passwd;
     - ``short``: serves the file without its last KiB, as a server holding a truncated copy;
+    - ``drip``: sends 1 KiB from the byte asked, then closes, at every request;
     - ``stall-once``, ``drop-once``, ``error-once`` (a 500): to the first request only, as a
       network that heals; ``stall-later``: to every request but the first.
     """
@@ -103,6 +104,9 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.end_headers()
             middle = len(data) // 2
+            if fault == "drip":
+                self.wfile.write(data[start:start + 1024])
+                return None  # the connection closes short of the length announced
             if fault in ("stall", "drop"):
                 self.wfile.write(data[start:max(start, middle)])
                 self.wfile.flush()

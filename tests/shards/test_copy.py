@@ -3,6 +3,7 @@ last, resumable after a kill; a set served over HTTP (tests/shards/faulty_server
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,3 +75,17 @@ def test_a_server_is_not_a_place_to_copy_to(served_folder: Path):
     result = copy(served_folder / "set", "http://127.0.0.1:9/set")
 
     assert_clean_failure(result, "http://127.0.0.1:9/set is not a place a set can be copied to")
+
+
+def test_a_set_whose_manifest_has_no_set_id_is_copied_as_it_is(tmp_path: Path):
+    source = tmp_path / "source"
+    write_synthetic_set(source, groups=8, groups_per_shard=4)
+    manifest = json.loads((source / "manifest.json").read_text())
+    del manifest["set_id"]
+    (source / "manifest.json").write_text(json.dumps(manifest))
+
+    result = copy(source, tmp_path / "copy")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "copy" / "manifest.json").read_bytes() == (source / "manifest.json").read_bytes()
+    assert "set_id" not in json.loads((tmp_path / "copy" / "shard-000001.json").read_text())

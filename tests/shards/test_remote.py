@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.evaluate.helpers import write_checkpoint
 from tests.shards.faulty_server import FaultyServer
 
 FAULTY = "shard-000001.tar"
+UNTRUSTED_SERVER = Path(__file__).parent / "data" / "untrusted-server.pem"  # self-signed key and certificate
 pytestmark = pytest.mark.usefixtures("quick_network", "bounded_case")
 
 
@@ -43,6 +45,7 @@ def test_a_set_on_a_server_verifies_as_its_folder_does(server: FaultyServer):
     ("redirect-out", "{url} could not be read: the server redirects it to file:///etc/passwd, which is not an "
                      "http(s) URL, so it was not followed."),
     ("short", "{url} ends at byte {cut}, before the {size} bytes its manifest row gives (truncated or replaced)."),
+    ("drip", "{url} could not be read: the connection closed "),  # 1 KiB a try: bounded all the same
 ])
 def test_each_fault_ends_in_one_sentence_that_names_the_url(server: FaultyServer, served_folder: Path,
                                                            fault: str, message: str):
@@ -151,3 +154,16 @@ def test_a_scheme_without_its_extra_names_the_extra_to_install():
 def test_schemes_without_a_transport_are_refused(location: str):
     with pytest.raises(ShardSetError, match="a shard set is read from a folder or an http"):
         open_set(location)
+
+
+def test_a_server_whose_certificate_is_not_trusted_is_refused_without_trying_again(served_folder: Path):
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(UNTRUSTED_SERVER)
+    server = FaultyServer(served_folder)
+    server.httpd.socket = tls.wrap_socket(server.httpd.socket, server_side=True)
+    with server:
+        url = server.url.replace("http://", "https://") + "/set"
+        result = verify(url)
+
+    assert_clean_failure(result, f"{url}/manifest.json could not be read: its server's certificate is not trusted")
+    assert "tries" not in result.stderr

@@ -4,13 +4,16 @@ stopped after it): ``shards copy`` there and back keeps every byte, and verify a
 
 from __future__ import annotations
 
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from shards.cli import cli
-from tests.cli import run_in_process, tree_digest
+from tests.cli import assert_clean_failure, cli_env, run_in_process, tree_digest
 from tests.shards.helpers import write_synthetic_set
 from train.main import main as train_main
 
@@ -83,3 +86,17 @@ def test_training_from_the_bucket_gives_the_weights_of_training_from_the_folder(
 
     expected, got = (torch.load(tmp_path / run / "last.pt", weights_only=True)["model"] for run in ("local", "bucket"))
     assert all(torch.equal(expected[key], got[key]) for key in expected)
+
+
+def test_a_shard_that_cannot_be_spooled_for_its_upload_is_one_sentence(bucket: str, tmp_path: Path):
+    """A bucket's shards are spooled to the temporary folder before their upload: a refused write
+    there (a full disk; here the file-size limit, which refuses it the same way) is one sentence."""
+    folder = tmp_path / "set"
+    write_synthetic_set(folder, groups=8, groups_per_shard=4)
+
+    result = subprocess.run([sys.executable, "-m", "shards", "copy", str(folder), f"{bucket}/spool", "--no-progress"],
+                            env={**cli_env(), "TMPDIR": str(tmp_path)}, capture_output=True, text=True, timeout=120,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)))
+
+    assert_clean_failure(result, "File too large while writing", str(tmp_path / "genviews-copy-"))
+    assert not list(tmp_path.glob("genviews-copy-*"))
