@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -269,6 +270,9 @@ def check_fields(manifest: dict[str, Any], where: str) -> None:
         ("generator", lambda: not synthetic or (isinstance(manifest.get("generator"), dict)
                                                 and _is_count(manifest["generator"].get("latent_dim"), 1)),
          "an object whose latent_dim is an integer of at least 1 (the set is synthetic)"),
+        ("generator", lambda: _is_sampler((manifest.get("generator") or {}).get("sampler")),
+         "an object whose sampler, where it has one, is an object with a name, a whole number of steps and "
+         "numbers for eta and guidance"),
         ("view_method", lambda: _absent_or(manifest, "view_method", dict), "an object"),
         ("provenance", lambda: _absent_or(manifest, "provenance", dict), "an object"),
     ]
@@ -296,6 +300,16 @@ def check_bounds(manifest: dict[str, Any], where: str) -> None:
 
 def _is_count(value: Any, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_sampler(sampler: Any) -> bool:
+    """A diffusion generator's sampler settings as generate records them, or none (other generators)."""
+    if sampler is None:
+        return True
+    numbers = [sampler.get(key) for key in ("eta", "guidance")] if isinstance(sampler, dict) else []
+    return (isinstance(sampler, dict) and isinstance(sampler.get("name"), str) and _is_count(sampler.get("steps"), 1)
+            and all(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                    for value in numbers))
 
 
 def _absent_or(manifest: dict[str, Any], name: str, kind: type) -> bool:
