@@ -57,7 +57,10 @@ def stopped_on_data(out: Path) -> str:
     last = out / LAST
     if not last.exists():
         return "Training stopped on data it cannot read, before its first checkpoint."
-    step = load_checkpoint(last)["step"]
+    try:
+        step = load_checkpoint(last)["step"]
+    except UserError:  # a damaged last.pt must not hide the data error that stopped the run
+        return f"Training stopped on data it cannot read; {last} does not read as a checkpoint."
     return f"Training stopped on data it cannot read; {last} holds step {step}, where --resume continues."
 
 
