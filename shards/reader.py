@@ -268,7 +268,7 @@ class ShardSet:
                 yield group.finish(self)
             check.check_end()
             if hashing is not None:
-                hashing.drain()
+                hashing.drain(self.shard_rows[index]["bytes"])
                 check.check_bytes(hashing.size, hashing.sha256.hexdigest())
             else:
                 check.check_bytes(tar.end, None)
@@ -288,7 +288,7 @@ class ShardSet:
                     check.next_anchor(group_key(group.anchor), f"anchor {group.anchor}")
                     yield group
                 check.check_end()
-                hashing.drain()
+                hashing.drain(self.shard_rows[index]["bytes"])
                 check.check_bytes(hashing.size, hashing.sha256.hexdigest())
         except (TarFormatError, *TAR_ERRORS) as error:
             raise DamagedShardError(f"shard {url} could not be read ({error_summary(error)}){hint}.") from None

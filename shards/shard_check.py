@@ -52,7 +52,10 @@ class ShardCheck:
 
     def check_bytes(self, size: int | None, sha256: str | None) -> None:
         """The shard's size and sha256 against the row's; None where the reader cannot tell."""
-        if size is not None and size != self.row["bytes"]:
+        if size is not None and size > self.row["bytes"]:  # a reader reads at most one byte past the row's size
+            raise self._fail(f"is longer than the {self.row['bytes']} bytes the manifest says (replaced, or bytes "
+                             "appended)")
+        if size is not None and size < self.row["bytes"]:
             raise self._fail(f"is {size} bytes; the manifest says {self.row['bytes']} (truncated or replaced)")
         if sha256 is not None and sha256 != self.row["sha256"]:
             raise self._fail("has a sha256 that differs from the manifest (its bytes were changed)")
@@ -74,9 +77,10 @@ class HashingStream:
         self.size += len(data)
         return data
 
-    def drain(self) -> None:
-        """Read what the tar reader left (end-of-archive padding, or bytes after an error)."""
-        while self.read(READ_BLOCK):
+    def drain(self, expected_bytes: int) -> None:
+        """Read what the tar reader left (end-of-archive padding, or bytes after an error), to at most one
+        byte past the ``expected_bytes`` of the shard's row: a longer file shows it is, unread."""
+        while self.size <= expected_bytes and self.read(min(READ_BLOCK, expected_bytes + 1 - self.size)):
             pass
 
     def close(self) -> None:

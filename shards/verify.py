@@ -93,7 +93,7 @@ def _check_shard(shard_set: ShardSet, index: int, decode: bool) -> str | None:
             content_problem = str(error)
         except (TarFormatError, *TAR_ERRORS) as error:
             content_problem = f"shard {name}: is not a readable tar ({error_summary(error)})."
-        reader.drain()
+        reader.drain(row["bytes"])
     try:
         check.check_bytes(reader.size, reader.sha256.hexdigest())
     except DamagedShardError as error:

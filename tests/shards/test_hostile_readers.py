@@ -33,7 +33,7 @@ HOSTILE = {
                                         "holds anchor 0 where anchor 4 belongs"),
     "tar cut at a member boundary": (cut_at_a_member_boundary, 0, "ends before anchor 2, which the manifest puts",
                                      "ends before anchor 2, which the manifest puts"),
-    "size mismatch": (grown, 0, "bytes; the manifest says", "bytes; the manifest says"),
+    "size mismatch": (grown, 0, "is longer than the", "bytes the manifest says (replaced, or bytes appended)"),
 }
 
 
