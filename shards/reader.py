@@ -251,7 +251,7 @@ class ShardSet:
         check = ShardCheck(self.shard_rows[index], f"shard {url}")
         class_member = {"cls"} if self.num_classes else set()  # read beside the chosen views
         group: _GroupMembers | None = None
-        stream = self.open_shard(index) if is_remote(self.location) else gopen(self.shard_source(index))
+        stream = self.open_shard(index)
         hashing = HashingStream(stream, url) if check_sha256 else None
         with TarReader(hashing or stream) as tar:
             for name in tar:
