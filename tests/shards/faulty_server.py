@@ -32,6 +32,7 @@ class FaultyServer:
     root: Path
     faults: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, int]] = field(default_factory=list)
+    ignores_range: bool = False  # answer every request with the whole file, as some servers do
 
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
@@ -72,7 +73,7 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 fault = None if first else fault.removesuffix("-later")
             path = server.root / self.path.lstrip("/")
             try:
-                self.answer(fault, path, start)
+                self.answer(fault, path, 0 if server.ignores_range else start)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up on an answer without end, as it should
 

@@ -80,6 +80,18 @@ def test_a_fault_that_heals_resumes_at_the_byte_reached(server: FaultyServer, se
     assert [start for name, start in server.requests if name == FAULTY] == [0, middle]  # not from byte 0 again
 
 
+def test_a_server_that_ignores_range_is_read_again_from_its_start_and_the_bytes_already_read_dropped(
+        server: FaultyServer, served_folder: Path):
+    server.faults[FAULTY] = "drop-once"
+    server.ignores_range = True
+
+    result = verify(f"{server.url}/set")
+
+    assert result.returncode == 0, result.stderr
+    middle = (served_folder / "set" / FAULTY).stat().st_size // 2
+    assert [start for name, start in server.requests if name == FAULTY] == [0, middle]  # asked, answered from 0
+
+
 def test_a_server_error_that_heals_is_tried_again(server: FaultyServer):
     server.faults[FAULTY] = "error-once"
 
