@@ -61,7 +61,7 @@ class BucketSource:
         except (FileNotFoundError, PermissionError) as error:
             raise _permanent(error) from None
         except Exception as error:
-            raise _fault(error) from None
+            raise bucket_fault(error) from None
         if start > size or (start == size and start):
             raise EndOfData()
         return ChunkBody(self.fs, self.url, start, size)
@@ -81,7 +81,7 @@ class ChunkBody:
         except (FileNotFoundError, PermissionError) as error:
             raise _permanent(error) from None
         except Exception as error:
-            raise _fault(error) from None
+            raise bucket_fault(error) from None
         self.at += len(data)
         return data
 
@@ -93,7 +93,8 @@ def _permanent(error: OSError) -> Exception:
     return error if isinstance(error, FileNotFoundError) else Refusal(f"access was refused ({error})")
 
 
-def _fault(error: Exception) -> Fault:
+def bucket_fault(error: Exception) -> Fault:
+    """A transient fault of a bucket's request, in words; raises Refusal for what no try would fix."""
     if type(error).__name__ == "NoCredentialsError":  # botocore's: no try will find them
         raise Refusal("no credentials were found for it (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                       "or ~/.aws/credentials)")

@@ -13,12 +13,12 @@ from typing import Any, Callable, TypeVar
 
 from common.files import (AtomicFile, WriteError, describe_os_error, make_folder, remove_stale_temporaries,
                           write_bytes_atomic)
-from shards.bucket_source import bucket_filesystem
+from shards.bucket_source import bucket_fault, bucket_filesystem
 from shards.manifest import member_location, read_set_file
 from shards.schema import ShardSetError
 from shards.set_writer import belongs_to_a_set
 from shards.storage import NET_TIMEOUT, NET_TRIES, pause_after, tries
-from shards.transport import BUCKET_SCHEMES, scheme_of
+from shards.transport import BUCKET_SCHEMES, Refusal, scheme_of
 
 T = TypeVar("T")
 
@@ -128,9 +128,14 @@ def written(action: Callable[[], T], url: str) -> T:
             return action()
         except PermissionError as error:
             raise ShardSetError(f"{url} could not be written: access was refused ({error}).") from None
+        except FileNotFoundError as error:  # no try makes the bucket exist
+            raise ShardSetError(f"{url} could not be written: {error or 'its bucket does not exist'}.") from None
         except Exception as error:  # each file system raises its own kinds of network error
+            try:
+                fault = bucket_fault(error)
+            except Refusal as refusal:  # what no later try would fix (no credentials)
+                raise ShardSetError(f"{url} could not be written: {refusal}.") from None
             failed += 1
             if failed >= most_tries:
-                text = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise ShardSetError(f"{url} could not be written: {text} ({tries(failed)}).") from None
+                raise ShardSetError(f"{url} could not be written: {fault.what} ({tries(failed)}).") from None
             time.sleep(pause_after(failed, timeout))

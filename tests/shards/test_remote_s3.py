@@ -100,3 +100,14 @@ def test_a_shard_that_cannot_be_spooled_for_its_upload_is_one_sentence(bucket: s
 
     assert_clean_failure(result, "File too large while writing", str(tmp_path / "genviews-copy-"))
     assert not list(tmp_path.glob("genviews-copy-*"))
+
+
+def test_a_bucket_that_does_not_exist_is_one_sentence_at_the_first_try(bucket: str, tmp_path: Path):
+    folder = tmp_path / "set"
+    write_synthetic_set(folder, groups=4, groups_per_shard=4)
+
+    result = shards("copy", folder, "s3://no-such-bucket-here/set")
+
+    assert_clean_failure(result, "s3://no-such-bucket-here/set/shard-000000.tar could not be written: ",
+                         "bucket does not exist")
+    assert "tries" not in result.stderr
