@@ -14,6 +14,7 @@ from tests.shards.helpers import write_synthetic_set
 from tests.shards.hostile import cut_before_group, jpeg_declaring, replace_member, replace_shard
 from train.augment import AugmentConfig
 from train.data import build_loader
+from train.loop import stopped_on_data
 from train.main import main as train_main
 from train.sources import DataSource
 
@@ -93,3 +94,14 @@ def test_a_shared_config_cannot_allow_pipes(tmp_path: Path):
 
     assert result.exit_code == 2 and not (tmp_path / "ran").exists()
     assert "sets allow_pipe, which only the command line may give" in result.output
+
+
+@pytest.mark.parametrize("last, said", [
+    (None, "before its first checkpoint."),
+    (b"not a checkpoint\n", "does not read as a checkpoint."),
+])
+def test_a_run_stopped_by_data_says_where_it_stands_whatever_its_last_checkpoint_is(tmp_path: Path, last, said):
+    if last is not None:
+        (tmp_path / "last.pt").write_bytes(last)
+
+    assert stopped_on_data(tmp_path).endswith(said)
