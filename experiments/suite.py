@@ -23,10 +23,11 @@ import click
 
 from common import commands
 from common.console import reports_errors
-from common.files import make_folder, write_bytes_atomic, write_json_atomic
+from common.files import make_folder
 from common.provenance import provenance
 from experiments import datasets
 from experiments.plots import plot_suite
+from experiments.publish import publish
 from experiments.tables import suite_table
 from experiments.views import DEFAULT_CONDITIONS, ExperimentError, main as views_main
 
@@ -126,12 +127,7 @@ def main(out: Path, names: str, train_per_class: int, test_per_class: int, condi
                              f"{datasets.COLOR_SPREAD:g} of 255 on the train images",
                "machine": {"platform": platform.platform(), "processor": platform.processor()},
                "provenance": provenance(["python", "-m", "experiments.suite", *sys.argv[1:]])}
-    write_json_atomic(out / "summary.json", summary)
-    table = suite_table(summary)
-    write_bytes_atomic(out / "summary.md", table.encode())
-    plot_suite(summary, out / "suite.png")
-    click.echo(table)
-    click.echo(f"Wrote {out / 'summary.md'}, {out / 'summary.json'} and {out / 'suite.png'}.")
+    publish(out, summary, ("summary.json", "summary.md", "suite.png"), suite_table, plot_suite)
 
 
 if __name__ == "__main__":

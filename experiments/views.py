@@ -50,11 +50,12 @@ import click
 from common import commands
 from common.console import reports_errors
 from common.errors import UserError
-from common.files import make_folder, sha256_file, write_bytes_atomic, write_json_atomic
+from common.files import make_folder, sha256_file, write_json_atomic
 from common.provenance import provenance
 from evaluate.cli import cli as evaluate_cli
 from experiments import validation
 from experiments.plots import plot_experiment
+from experiments.publish import publish
 from experiments.stats import paired_difference
 from experiments.tables import experiment_table
 from generate.cli import main as generate_main
@@ -603,12 +604,7 @@ def run_experiment(out: Path, resume: bool, progress: bool, settings: Settings) 
     make_folder(out)
     write_json_atomic(out / SETTINGS_FILE, asdict(settings))
     report = Experiment(out, settings, progress).run()
-    write_json_atomic(out / "results.json", report)
-    table = experiment_table(report)
-    write_bytes_atomic(out / "table.md", table.encode())
-    plot_experiment(report, out / "views.png")
-    click.echo(table)
-    click.echo(f"Wrote {out / 'table.md'}, {out / 'views.png'} and {out / 'results.json'}.")
+    publish(out, report, ("results.json", "table.md", "views.png"), experiment_table, plot_experiment)
     return report
 
 
