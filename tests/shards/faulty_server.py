@@ -25,6 +25,9 @@ class FaultyServer:
     - ``missing``: answers 404; ``redirect-out``: redirects to file:///etc/passwd;
     - ``short``: serves the file without its last KiB, as a server holding a truncated copy;
     - ``drip``: sends 1 KiB from the byte asked, then closes, at every request;
+    - ``bad-range``: a request from byte 0 is dropped at the middle, as ``drop``; a resumed one is
+      answered 206 with the file from byte 0, labelled as such (a Content-Range that is not the one asked);
+    - ``redirect-http``: redirects the request to the same URL with ``?moved``, which is served;
     - ``stall-once``, ``drop-once``, ``error-once`` (a 500): to the first request only, as a
       network that heals; ``stall-later``: to every request but the first.
     """
@@ -62,7 +65,8 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            name = self.path.rsplit("/", 1)[-1]
+            route, _, query = self.path.partition("?")
+            name = route.rsplit("/", 1)[-1]
             start = _range_start(self.headers.get("Range", ""))
             server.requests.append((name, start))
             fault = server.faults.get(name)
@@ -71,7 +75,13 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 fault = fault.removesuffix("-once") if first else None
             elif fault is not None and fault.endswith("-later"):
                 fault = None if first else fault.removesuffix("-later")
-            path = server.root / self.path.lstrip("/")
+            path = server.root / route.lstrip("/")
+            if fault == "redirect-http" and query != "moved":
+                self.send_response(302)
+                self.send_header("Location", f"{server.url}{route}?moved")
+                return self.end_headers()
+            if fault == "bad-range" and start:
+                return self.answer_from_the_start(path)
             try:
                 self.answer(fault, path, 0 if server.ignores_range else start)
             except (BrokenPipeError, ConnectionResetError):
@@ -105,6 +115,8 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.end_headers()
             middle = len(data) // 2
+            if fault == "bad-range":
+                fault = "drop"
             if fault == "drip":
                 self.wfile.write(data[start:start + 1024])
                 return None  # the connection closes short of the length announced
@@ -116,6 +128,14 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 return None  # the connection closes short of the length announced
             self.wfile.write(data[start:])
             return None
+
+        def answer_from_the_start(self, path: Path) -> None:
+            data = path.read_bytes()
+            self.send_response(206)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Range", f"bytes 0-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            self.wfile.write(data)
 
         def send_without_end(self) -> None:
             while not server.stopping.is_set():

@@ -92,6 +92,29 @@ def test_a_server_that_ignores_range_is_read_again_from_its_start_and_the_bytes_
     assert [start for name, start in server.requests if name == FAULTY] == [0, middle]  # asked, answered from 0
 
 
+def test_a_resumed_read_answered_with_other_bytes_than_asked_is_refused_at_once(server: FaultyServer,
+                                                                                 served_folder: Path):
+    server.faults[FAULTY] = "bad-range"
+    middle = (served_folder / "set" / FAULTY).stat().st_size // 2
+
+    result = verify(f"{server.url}/set")
+
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert (f"{server.url}/set/{FAULTY} could not be read: the server answered a request for bytes from {middle} on "
+            "with bytes from 0 on.") in said
+    assert [start for name, start in server.requests if name == FAULTY] == [0, middle]  # no try after the refusal
+
+
+def test_a_redirect_to_another_http_url_is_followed(server: FaultyServer):
+    server.faults[FAULTY] = "redirect-http"
+
+    result = verify(f"{server.url}/set")
+
+    assert result.returncode == 0, result.stderr
+    assert server.times_asked(FAULTY) == 2  # the URL asked, then the one it was redirected to
+
+
 def test_a_server_error_that_heals_is_tried_again(server: FaultyServer):
     server.faults[FAULTY] = "error-once"
 
