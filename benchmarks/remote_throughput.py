@@ -35,6 +35,7 @@ from tests.shards.faulty_server import FaultyServer
 from train.augment import AugmentConfig
 
 BUCKET = "genviews-benchmark"
+LOOPBACK = "127.0.0.1"  # both servers listen here only
 READ_PIECE = 1 << 20
 
 
@@ -52,11 +53,11 @@ def serve(folder: Path, addresses: multiprocessing.Queue) -> None:
     loopback ports; puts (HTTP URL, S3 endpoint) on ``addresses``, then serves until killed."""
     from moto.server import ThreadedMotoServer
 
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3 = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
     s3.start()
-    host, port = s3.get_host_and_port()
+    _, port = s3.get_host_and_port()
     with FaultyServer(folder.parent) as http:
-        addresses.put((f"{http.url}/{folder.name}", f"http://{host}:{port}"))
+        addresses.put((f"{http.url}/{folder.name}", f"http://{LOOPBACK}:{port}"))
         threading.Event().wait()
 
 

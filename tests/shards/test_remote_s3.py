@@ -21,6 +21,7 @@ pytest.importorskip("s3fs", reason="the s3 extra (pip install -e '.[s3]') is not
 moto_server = pytest.importorskip("moto.server", reason="moto[server] (the dev extra) is not installed")
 
 BUCKET = "genviews-tests"
+LOOPBACK = "127.0.0.1"  # the only host the tests reach: the S3 server they start
 FAST = ["--epochs", "1", "--batch-size", "8", "--backbone", "convnet-small", "--workers", "0", "--log-every", "1",
         "--no-progress", "--warmup", "0"]
 
@@ -28,11 +29,11 @@ FAST = ["--epochs", "1", "--batch-size", "8", "--backbone", "convnet-small", "--
 @pytest.fixture(scope="module")
 def bucket():
     """s3://BUCKET on a moto server on loopback, the standard AWS variables pointing at it."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = moto_server.ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
+    _, port = server.get_host_and_port()
     with pytest.MonkeyPatch.context() as environment:
-        for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+        for name, value in {"AWS_ENDPOINT_URL": f"http://{LOOPBACK}:{port}", "AWS_ACCESS_KEY_ID": "testing",
                             "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
             environment.setenv(name, value)
         import boto3
