@@ -18,9 +18,9 @@ rank that ran out. Workers persist across epochs and run ahead into the next one
 Trust: each shard is checked against its manifest row as it streams (anchors, member names and
 sizes, the shard's size); the first time a worker reads a shard it also reads every byte of it,
 checks every member as ``python -m shards verify`` does (latents, metadata, every view's JPEG
-start and declared size; a view is decoded only when chosen) and the shard's sha256. So the trainer
-refuses what verify refuses, while later reads parse only the members they use. A shard or group found damaged is refused (or, with
-skip_corrupt, skipped and counted at every later read).
+start and declared size; a view is decoded only when chosen) and the shard's sha256. So the
+trainer refuses what verify refuses, while later reads parse only the members they use. A shard or
+group found damaged is refused (or, with skip_corrupt, skipped and counted at every later read).
 
 Randomness: shard order from (seed, epoch, lap, set); view choice from (seed, epoch, lap, set,
 anchor), where a lap is one pass of the epoch's shard order, so views never depend on worker
