@@ -6,6 +6,7 @@ no process group is created. NCCL is used when CUDA is, gloo on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import TypeVar
@@ -127,6 +128,29 @@ def _collective_device() -> torch.device:
     if dist.get_backend() == dist.Backend.NCCL:
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+# Where a rank that stops leaves its reason: torchrun's store outlives the rank, and a key of the
+# default group's store is of this launch attempt only.
+STOP_KEY = "genviews/stopped"
+
+
+def announce_stop(reason: str) -> None:
+    """Leave this rank's reason for stopping where the other ranks look once their collectives fail."""
+    if is_distributed():
+        with contextlib.suppress(Exception):  # the rank stops anyway, and says why on its own stderr
+            dist.distributed_c10d._get_default_store().set(STOP_KEY, f"rank {rank()} stopped: {reason}")
+
+
+def stop_of_another_rank() -> str | None:
+    """The reason another rank left before it stopped, or None when none did (or it cannot be read)."""
+    if not is_distributed():
+        return None
+    with contextlib.suppress(Exception):
+        store = dist.distributed_c10d._get_default_store()
+        if store.check([STOP_KEY]):
+            return store.get(STOP_KEY).decode()
+    return None
 
 
 def barrier() -> None:

@@ -338,9 +338,18 @@ def run(params: dict[str, Any], on_command_line: set[str]) -> None:
         if resume_state:
             check_resume(config, resume_state)
         train(config, sources, dist_info, resume_state)
-    except CorruptSampleError:  # a shard or sample that stays unreadable: its sentence follows on stderr
-        click.echo(stopped_on_data(Path(config["out"])))
+    except UserError as error:
+        distributed.announce_stop(str(error))
+        if isinstance(error, CorruptSampleError):  # a shard or sample that stays unreadable
+            click.echo(stopped_on_data(Path(config["out"])))
         raise
+    except RuntimeError:
+        # A rank that stopped with a reason breaks the others' collectives: they stop with its reason,
+        # not with the backend's traceback. Any other failure is a fault, and keeps its traceback.
+        reason = distributed.stop_of_another_rank()
+        if reason is None:
+            raise
+        raise RunError(f"Rank {dist_info.rank} stopped because {reason}") from None
     finally:
         distributed.cleanup()
 
