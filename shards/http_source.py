@@ -3,17 +3,21 @@
 The standard library's client, so that every case is ours to decide: the socket timeout is the
 read timeout (no byte for that long), a try at an offset asks for ``Range: bytes=OFFSET-`` (a
 server that ignores it answers 200, and the bytes before the offset are read and dropped), the body
-is read as it arrives, and a redirect is followed only to another http(s) URL.
+is read as it arrives, and a redirect is followed only to another http(s) URL. A proxy is used as
+urllib (and so pip) reads the environment: HTTP_PROXY or HTTPS_PROXY by the URL's scheme, unless
+NO_PROXY names the host; an https URL goes through the proxy's CONNECT tunnel.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
 import functools
 import http.client
 import socket
 import ssl
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment
 
 from shards.transport import HTTP_SCHEMES, EndOfData, Fault, Refusal
 
@@ -22,6 +26,7 @@ REDIRECTS = (301, 302, 303, 307, 308)
 GONE = (404, 410)
 SKIP_PIECE = 1 << 20
 USER_AGENT = "genviews"
+TUNNEL_FAILED = "Tunnel connection failed:"  # how http.client reports a CONNECT the proxy did not answer 200
 
 
 class HttpSource:
@@ -47,21 +52,40 @@ class HttpSource:
 
     def _get(self, url: str, start: int) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         parts = urlsplit(url)
-        if parts.scheme.lower() == "https":
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=self.timeout, context=_tls_context())
-        else:
-            connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        proxy = _proxy_for(parts)
+        connection, target, headers = self._connect(parts, proxy)
+        headers |= {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if start:
             headers["Range"] = f"bytes={start}-"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
             connection.request("GET", target, headers=headers)
             return connection, connection.getresponse()
         except Exception as error:
             connection.close()
-            raise _fault(error, self.timeout, before_answer=True) from None
+            fault = _fault(error, self.timeout, before_answer=True)
+            if proxy is None:
+                raise fault from None
+            raise Fault(f"{fault.what} via the proxy {proxy.netloc.rpartition('@')[2]}", fault.answered) from None
+
+    def _connect(self, parts: SplitResult, proxy: SplitResult | None
+                 ) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+        """A connection for ``parts``, the request target to send on it, and the proxy's headers."""
+        https = parts.scheme.lower() == "https"
+        host, port = parts.hostname or "", parts.port
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if proxy is None:
+            if https:
+                return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=_tls_context()), path, {}
+            return http.client.HTTPConnection(host, port, timeout=self.timeout), path, {}
+        credentials = _proxy_credentials(proxy)
+        if https:  # a tunnel through the proxy; TLS is then with the server itself
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                proxy.hostname or "", proxy.port or 80, timeout=self.timeout, context=_tls_context())
+            connection.set_tunnel(host, port, headers=credentials)
+            return connection, path, {}
+        # A plain-http proxy is asked for the whole URL.
+        absolute = f"http://{parts.netloc.rpartition('@')[2]}{path}"
+        return http.client.HTTPConnection(proxy.hostname or "", proxy.port or 80, timeout=self.timeout), absolute, credentials
 
     def _body(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse,
               start: int) -> HttpBody:
@@ -121,6 +145,26 @@ class HttpBody:
         self.connection.close()
 
 
+def _proxy_for(parts: SplitResult) -> SplitResult | None:
+    """The proxy the environment names for this URL, or None for a direct connection."""
+    proxies = getproxies_environment()
+    proxy = proxies.get(parts.scheme.lower())
+    if not proxy or proxy_bypass_environment(parts.netloc.rpartition("@")[2], proxies):
+        return None
+    proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")  # "host:port", as curl takes it
+    if proxy_parts.scheme.lower() != "http" or not proxy_parts.hostname:
+        raise Refusal(f"the proxy {proxy} from the environment is not an http://HOST:PORT proxy, the kind supported")
+    return proxy_parts
+
+
+def _proxy_credentials(proxy: SplitResult) -> dict[str, str]:
+    """Basic authentication for a proxy URL with user:password@, as urllib sends it."""
+    if proxy.username is None:
+        return {}
+    pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """The system's certificates, loaded once per process rather than once per read."""
@@ -151,6 +195,11 @@ def _fault(error: Exception, timeout: float, before_answer: bool = False) -> Fau
         raise Refusal(f"its server's certificate is not trusted ({error.verify_message or error.reason})")
     if isinstance(error, ssl.SSLError):
         return Fault(f"TLS failed ({error.reason or error})", answered=False)
+    if isinstance(error, OSError) and str(error).startswith(TUNNEL_FAILED):
+        answer = str(error).removeprefix(TUNNEL_FAILED).strip()
+        if answer[:1] == "4":  # 407 (credentials) or 403: another try gets the same answer
+            raise Refusal(f"the proxy answered {answer} to the tunnel")
+        return Fault(f"the proxy answered {answer} to the tunnel", answered=False)
     if isinstance(error, OSError):
         return Fault(error.strerror or type(error).__name__, answered=not before_answer)
     if isinstance(error, http.client.HTTPException):

@@ -14,11 +14,18 @@ from tests.shards.helpers import write_synthetic_set
 CASE_BOUND_SECONDS = 60  # a case with a server that misbehaves ends within this, or fails
 
 
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy",
+                   "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
+
+
 @pytest.fixture
 def quick_network(monkeypatch) -> None:
-    """Faults show in seconds: 1 s without a byte is a fault, 2 tries in a row fail a read."""
+    """Faults show in seconds: 1 s without a byte is a fault, 2 tries in a row fail a read. The
+    servers are on loopback: a proxy of the machine's environment is not used unless a test sets one."""
     monkeypatch.setenv("GENVIEWS_NET_TIMEOUT", "1")
     monkeypatch.setenv("GENVIEWS_NET_TRIES", "2")
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture
