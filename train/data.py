@@ -20,7 +20,8 @@ sizes, the shard's size); the first time a worker reads a shard it also reads ev
 checks every member as ``python -m shards verify`` does (latents, metadata, every view's JPEG
 start and declared size; a view is decoded only when chosen) and the shard's sha256. So the
 trainer refuses what verify refuses, while later reads parse only the members they use. A shard or
-group found damaged is refused (or, with skip_corrupt, skipped and counted at every later read).
+group found damaged is refused (or, with skip_corrupt, skipped and counted at every later read; a
+remote shard that the network failed to bring, at that read only, and checked whole at the next).
 
 Randomness: shard order from (seed, epoch, lap, set); view choice from (seed, epoch, lap, set,
 anchor), where a lap is one pass of the epoch's shard order, so views never depend on worker
@@ -56,6 +57,7 @@ from shards import CorruptSampleError, ShardSetError
 from shards.reader import (BrokenGroupError, ChosenViews, UndecodableViewError, decode_group_view, error_summary,
                            view_name, view_size)
 from shards.schema import DamagedShardError
+from shards.storage import RemoteReadError
 from train.augment import AugmentConfig, ViewAugment, ViewParams
 from train.gpu_augment import BatchViewAugment, ViewParamsBatch, decode_each, decode_views
 from train.sources import DataConfigError, DataSource, steps_per_epoch
@@ -269,9 +271,13 @@ class TrainStream(IterableDataset):
         whole shard hashed the first time this process reads it."""
         shard_set = self.sources[set_index].shard_set
         read = (set_index, shard)
+        cut_short = False
 
         def handle(error: Exception) -> bool:
-            if isinstance(error, DamagedShardError):
+            nonlocal cut_short
+            cut_short |= isinstance(error, DamagedShardError)
+            # A shard the network failed to bring is skipped for this read only: a later one tries again.
+            if isinstance(error, DamagedShardError) and not isinstance(error, RemoteReadError):
                 self.damaged.add(read)
             if isinstance(error, BrokenGroupError):
                 self.broken.add((set_index, error.anchor))
@@ -283,7 +289,8 @@ class TrainStream(IterableDataset):
                 self.policy.skipped += 1
             else:
                 yield group
-        self.hashed.add(read)
+        if not cut_short:  # only a read to the end checked every byte
+            self.hashed.add(read)
 
     def choose(self, views_in_group: int, epoch: int, lap: int, set_index: int, anchor: int) -> list[int]:
         return choose_views(views_in_group, self.views, view_rng(self.seed, epoch, lap, set_index, anchor))

@@ -29,7 +29,8 @@ class FaultyServer:
       answered 206 with the file from byte 0, labelled as such (a Content-Range that is not the one asked);
     - ``redirect-http``: redirects the request to the same URL with ``?moved``, which is served;
     - ``stall-once``, ``drop-once``, ``error-once`` (a 500): to the first request only, as a
-      network that heals; ``stall-later``: to every request but the first.
+      network that heals; ``error-twice``: to the first two; ``stall-later``: to every request but
+      the first.
     """
 
     root: Path
@@ -73,6 +74,8 @@ def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
             first = server.times_asked(name) == 1
             if fault is not None and fault.endswith("-once"):
                 fault = fault.removesuffix("-once") if first else None
+            elif fault is not None and fault.endswith("-twice"):
+                fault = fault.removesuffix("-twice") if server.times_asked(name) <= 2 else None
             elif fault is not None and fault.endswith("-later"):
                 fault = None if first else fault.removesuffix("-later")
             path = server.root / route.lstrip("/")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,33 @@ def test_skip_corrupt_skips_a_shard_that_stays_unreadable_and_counts_it(tmp_path
     assert result.returncode == 0, result.stderr
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert sum(record["skipped"] for record in metrics) >= 1
+
+
+def test_skip_corrupt_skips_a_shard_the_network_failed_for_that_read_only(tmp_path: Path, server: FaultyServer):
+    server.faults["shard-000002.tar"] = "error-twice"  # one whole read fails (2 tries), then the network heals
+
+    result = train(f"{server.url}/set", tmp_path / "run", "--skip-corrupt", epochs=2)
+
+    assert result.returncode == 0, result.stderr
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(record["skipped"] for record in metrics) == 1
+    assert server.times_asked("shard-000002.tar") > 2  # read again once the network healed
+
+
+def test_a_shard_the_network_failed_to_bring_is_checked_whole_at_its_next_read(tmp_path: Path, served_folder: Path):
+    shutil.copytree(served_folder / "set", tmp_path / "served" / "set")
+    shard = tmp_path / "served" / "set" / "shard-000002.tar"
+    with tarfile.open(shard) as tar:  # a latent value changed: the structure holds, the sha256 does not
+        latents = next(member for member in tar.getmembers() if member.name.endswith(".latents.npy"))
+    data = bytearray(shard.read_bytes())
+    data[latents.offset_data + latents.size - 1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+    with FaultyServer(tmp_path / "served", faults={shard.name: "error-twice"}) as server:
+        result = train(f"{server.url}/set", tmp_path / "run", "--skip-corrupt", epochs=2)
+
+    assert result.returncode == 0, result.stderr
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # The failed read, then the next read, which hashes the shard, finds it changed and skips it from then on.
+    assert sum(record["skipped"] for record in metrics) >= 2
+    assert server.times_asked(shard.name) == 3
