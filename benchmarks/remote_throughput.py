@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs, after one warm-up epoch")
     parser.add_argument("--rounds", type=int, default=2, help="measure every place this many times")
     args = parser.parse_args()
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1"  # the servers are on loopback: no proxy between
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.data or render_set(Path(scratch) / "set", args.groups)).resolve()

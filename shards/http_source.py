@@ -4,8 +4,9 @@ The standard library's client, so that every case is ours to decide: the socket 
 read timeout (no byte for that long), a try at an offset asks for ``Range: bytes=OFFSET-`` (a
 server that ignores it answers 200, and the bytes before the offset are read and dropped), the body
 is read as it arrives, and a redirect is followed only to another http(s) URL. A proxy is used as
-urllib (and so pip) reads the environment: HTTP_PROXY or HTTPS_PROXY by the URL's scheme, unless
-NO_PROXY names the host; an https URL goes through the proxy's CONNECT tunnel.
+urllib reads the environment: HTTP_PROXY or HTTPS_PROXY by the URL's scheme, unless NO_PROXY names
+the host (not ALL_PROXY, nor address ranges in NO_PROXY); an https URL goes through the proxy's
+CONNECT tunnel.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import functools
 import http.client
 import socket
 import ssl
+from typing import NamedTuple
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
@@ -40,9 +42,10 @@ class HttpSource:
     def open(self, start: int) -> HttpBody:
         url = self.url
         for _ in range(MAX_REDIRECTS + 1):
-            connection, response = self._get(url, start)
+            proxy = _proxy_for(urlsplit(url))  # each hop's host decides whether it goes through the proxy
+            connection, response = self._get(url, start, proxy)
             if response.status not in REDIRECTS:
-                return self._body(connection, response, start)
+                return self._body(connection, response, start, proxy)
             location = response.getheader("Location", "")
             connection.close()
             url = urljoin(url, location)
@@ -50,10 +53,9 @@ class HttpSource:
                 raise Refusal(f"the server redirects it to {url}, which is not an http(s) URL, so it was not followed")
         raise Refusal(f"the server redirects it more than {MAX_REDIRECTS} times")
 
-    def _get(self, url: str, start: int) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        parts = urlsplit(url)
-        proxy = _proxy_for(parts)
-        connection, target, headers = self._connect(parts, proxy)
+    def _get(self, url: str, start: int, proxy: Proxy | None
+             ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        connection, target, headers = self._connect(urlsplit(url), proxy)
         headers |= {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if start:
             headers["Range"] = f"bytes={start}-"
@@ -63,34 +65,38 @@ class HttpSource:
         except Exception as error:
             connection.close()
             fault = _fault(error, self.timeout, before_answer=True)
-            if proxy is None:
+            if proxy is None or "proxy" in fault.what:
                 raise fault from None
-            raise Fault(f"{fault.what} via the proxy {proxy.netloc.rpartition('@')[2]}", fault.answered) from None
+            raise Fault(f"{fault.what} via the proxy {proxy.shown}", fault.answered) from None
 
-    def _connect(self, parts: SplitResult, proxy: SplitResult | None
+    def _connect(self, parts: SplitResult, proxy: Proxy | None
                  ) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
         """A connection for ``parts``, the request target to send on it, and the proxy's headers."""
         https = parts.scheme.lower() == "https"
-        host, port = parts.hostname or "", parts.port
+        # The port given, so that http.client does not read the end of an IPv6 address as one.
+        host, port = parts.hostname or "", parts.port or (443 if https else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if proxy is None:
             if https:
                 return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=_tls_context()), path, {}
             return http.client.HTTPConnection(host, port, timeout=self.timeout), path, {}
-        credentials = _proxy_credentials(proxy)
         if https:  # a tunnel through the proxy; TLS is then with the server itself
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                proxy.hostname or "", proxy.port or 80, timeout=self.timeout, context=_tls_context())
-            connection.set_tunnel(host, port, headers=credentials)
+                proxy.host, proxy.port, timeout=self.timeout, context=_tls_context())
+            connection.set_tunnel(host, port, headers=proxy.credentials)
             return connection, path, {}
         # A plain-http proxy is asked for the whole URL.
         absolute = f"http://{parts.netloc.rpartition('@')[2]}{path}"
-        return http.client.HTTPConnection(proxy.hostname or "", proxy.port or 80, timeout=self.timeout), absolute, credentials
+        return http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.timeout), absolute, proxy.credentials
 
     def _body(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse,
-              start: int) -> HttpBody:
+              start: int, proxy: Proxy | None) -> HttpBody:
         status, reason = response.status, response.reason
-        answer = f"the server answered {status} {reason}".rstrip()
+        answer = f"the server answered {status} {reason}".rstrip() + (f" via the proxy {proxy.shown}" if proxy else "")
+        if proxy and status == 407:
+            connection.close()
+            raise Refusal(f"the proxy {proxy.shown} answered {status} {reason}; its credentials go in "
+                          f"{proxy.variable} as http://USER:PASSWORD@HOST:PORT")
         if status in GONE:
             connection.close()
             raise FileNotFoundError(errno.ENOENT, answer)
@@ -145,16 +151,33 @@ class HttpBody:
         self.connection.close()
 
 
-def _proxy_for(parts: SplitResult) -> SplitResult | None:
+class Proxy(NamedTuple):
+    host: str
+    port: int
+    credentials: dict[str, str]  # the Proxy-Authorization header, when the URL has user:password@
+    shown: str  # HOST:PORT, for messages: never the credentials
+    variable: str  # the environment variable that names it
+
+
+def _proxy_for(parts: SplitResult) -> Proxy | None:
     """The proxy the environment names for this URL, or None for a direct connection."""
     proxies = getproxies_environment()
-    proxy = proxies.get(parts.scheme.lower())
-    if not proxy or proxy_bypass_environment(parts.netloc.rpartition("@")[2], proxies):
+    scheme = parts.scheme.lower()
+    address = proxies.get(scheme)
+    if not address or any(proxy_bypass_environment(host, proxies)
+                          for host in (parts.netloc.rpartition("@")[2], parts.hostname or "")):
         return None
-    proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")  # "host:port", as curl takes it
-    if proxy_parts.scheme.lower() != "http" or not proxy_parts.hostname:
-        raise Refusal(f"the proxy {proxy} from the environment is not an http://HOST:PORT proxy, the kind supported")
-    return proxy_parts
+    variable = f"{scheme.upper()}_PROXY"
+    proxy = urlsplit(address if "://" in address else f"http://{address}")  # "host:port", as curl takes it
+    shown = proxy.netloc.rpartition("@")[2]
+    try:
+        port = proxy.port or 80
+    except ValueError:  # a port that is not a number, or out of range
+        port = 0
+    if proxy.scheme.lower() != "http" or not proxy.hostname or not port:
+        raise Refusal(f"{variable} names {proxy.scheme}://{shown}, which is not an http://HOST:PORT proxy, the "
+                      "kind supported")
+    return Proxy(proxy.hostname, port, _proxy_credentials(proxy), shown, variable)
 
 
 def _proxy_credentials(proxy: SplitResult) -> dict[str, str]:

@@ -44,6 +44,11 @@ class RemoteReadError(DamagedShardError):
     A DamagedShardError, so that every reader treats the shard as it treats a damaged one."""
 
 
+class NetworkReadError(RemoteReadError):
+    """The tries ran out on faults of the network or the server (no data in time, a reset, a 5xx):
+    unlike a file found shorter, longer or refused, a later read may bring it whole."""
+
+
 def pause_after(failed: int, timeout: float) -> float:
     """Seconds to wait before the next try, after ``failed`` tries in a row failed."""
     return min(FIRST_PAUSE * 2 ** (failed - 1), timeout)
@@ -168,9 +173,9 @@ class RemoteStream(io.RawIOBase):
                 answered = answered or fault.answered
                 if failed >= self.most_tries:
                     verb = "read" if answered else "reached"
-                    raise RemoteReadError(f"{self.url} could not be {verb}: {fault.what} ({tries(failed)}).") from None
+                    raise NetworkReadError(f"{self.url} could not be {verb}: {fault.what} ({tries(failed)}).") from None
                 if faults >= most_faults:
-                    raise RemoteReadError(f"{self.url} could not be read: {fault.what} ({tries(faults)}, each "
+                    raise NetworkReadError(f"{self.url} could not be read: {fault.what} ({tries(faults)}, each "
                                           f"resumed at the byte the last one reached, {offset} bytes in all).") from None
                 self._stop.wait(pause_after(failed, self.timeout))
             except Refusal as refusal:

@@ -57,7 +57,7 @@ from shards import CorruptSampleError, ShardSetError
 from shards.reader import (BrokenGroupError, ChosenViews, UndecodableViewError, decode_group_view, error_summary,
                            view_name, view_size)
 from shards.schema import DamagedShardError
-from shards.storage import RemoteReadError
+from shards.storage import NetworkReadError
 from train.augment import AugmentConfig, ViewAugment, ViewParams
 from train.gpu_augment import BatchViewAugment, ViewParamsBatch, decode_each, decode_views
 from train.sources import DataConfigError, DataSource, steps_per_epoch
@@ -277,7 +277,7 @@ class TrainStream(IterableDataset):
             nonlocal cut_short
             cut_short |= isinstance(error, DamagedShardError)
             # A shard the network failed to bring is skipped for this read only: a later one tries again.
-            if isinstance(error, DamagedShardError) and not isinstance(error, RemoteReadError):
+            if isinstance(error, DamagedShardError) and not isinstance(error, NetworkReadError):
                 self.damaged.add(read)
             if isinstance(error, BrokenGroupError):
                 self.broken.add((set_index, error.anchor))

@@ -343,10 +343,10 @@ def run(params: dict[str, Any], on_command_line: set[str]) -> None:
         if isinstance(error, CorruptSampleError):  # a shard or sample that stays unreadable
             click.echo(stopped_on_data(Path(config["out"])))
         raise
-    except RuntimeError:
+    except RuntimeError as error:
         # A rank that stopped with a reason breaks the others' collectives: they stop with its reason,
         # not with the backend's traceback. Any other failure is a fault, and keeps its traceback.
-        reason = distributed.stop_of_another_rank()
+        reason = None if isinstance(error, torch.cuda.OutOfMemoryError) else distributed.stop_of_another_rank()
         if reason is None:
             raise
         raise RunError(f"Rank {dist_info.rank} stopped because {reason}") from None

@@ -3,6 +3,7 @@ for a whole URL is forwarded, a CONNECT opens a tunnel to the host named."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import select
 import socket
@@ -17,9 +18,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connecti
 @dataclass
 class ForwardProxy:
     """``with ForwardProxy() as proxy``: ``proxy.url`` is its address; ``proxy.requests`` logs (method,
-    target, Proxy-Authorization header) of every request; ``refuse_tunnels`` answers 407 to CONNECT."""
+    target, Proxy-Authorization header) of every request; ``refuses`` answers 407 to every request, as a
+    proxy that wants credentials it was not given."""
 
-    refuse_tunnels: bool = False
+    refuses: bool = False
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -48,6 +50,8 @@ def _handler_for(proxy: ForwardProxy) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             proxy.requests.append(("GET", self.path, self.headers.get("Proxy-Authorization")))
+            if proxy.refuses:
+                return self.refuse()
             target = urlsplit(self.path)
             upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)
             headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
@@ -65,11 +69,8 @@ def _handler_for(proxy: ForwardProxy) -> type[BaseHTTPRequestHandler]:
 
         def do_CONNECT(self) -> None:
             proxy.requests.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization")))
-            if proxy.refuse_tunnels:
-                self.send_response(407, "Proxy Authentication Required")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
+            if proxy.refuses:
+                return self.refuse()
             host, _, port = self.path.rpartition(":")
             with socket.create_connection((host, int(port)), timeout=10) as upstream:
                 self.send_response(200, "Connection established")
@@ -77,17 +78,23 @@ def _handler_for(proxy: ForwardProxy) -> type[BaseHTTPRequestHandler]:
                 self._relay(self.connection, upstream)
             self.close_connection = True
 
+        def refuse(self) -> None:
+            self.send_response(407, "Proxy Authentication Required")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         @staticmethod
         def _relay(client: socket.socket, upstream: socket.socket) -> None:
-            """Bytes both ways until either side closes."""
-            while True:
-                ready, _, _ = select.select([client, upstream], [], [], 10)
-                if not ready:
-                    return
-                for side in ready:
-                    data = side.recv(1 << 16)
-                    if not data:
+            """Bytes both ways until either side closes (or resets, as a client refusing a certificate does)."""
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    ready, _, _ = select.select([client, upstream], [], [], 10)
+                    if not ready:
                         return
-                    (upstream if side is client else client).sendall(data)
+                    for side in ready:
+                        data = side.recv(1 << 16)
+                        if not data:
+                            return
+                        (upstream if side is client else client).sendall(data)
 
     return Handler

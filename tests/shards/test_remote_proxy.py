@@ -69,13 +69,26 @@ def test_an_https_url_goes_through_the_proxys_tunnel_to_the_server(served_folder
 
 
 def test_a_proxy_that_refuses_the_tunnel_is_one_sentence_without_trying_again(monkeypatch):
-    with ForwardProxy(refuse_tunnels=True) as proxy:
+    with ForwardProxy(refuses=True) as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         url = "https://sets.example.org/set"
         result = shards_command("info", url)
 
     assert_clean_failure(result, f"{url}/manifest.json could not be read: the proxy answered 407 Proxy "
                                  "Authentication Required to the tunnel.")
+    assert len(proxy.requests) == 1
+
+
+def test_a_plain_proxy_that_wants_credentials_says_where_they_go(monkeypatch):
+    with ForwardProxy(refuses=True) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        url = "http://sets.example.org/set"
+        result = shards_command("info", url)
+
+    shown = proxy.url.removeprefix("http://")
+    assert_clean_failure(result, f"{url}/manifest.json could not be read: the proxy {shown} answered 407 Proxy "
+                                 "Authentication Required; its credentials go in HTTP_PROXY as "
+                                 "http://USER:PASSWORD@HOST:PORT.")
     assert len(proxy.requests) == 1
 
 
@@ -92,10 +105,16 @@ def test_a_proxy_that_is_not_there_is_named(server: FaultyServer, monkeypatch):
     assert server.requests == []
 
 
-def test_a_proxy_of_another_kind_is_refused_in_one_sentence(server: FaultyServer, monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")
+@pytest.mark.parametrize("address, shown", [
+    ("socks5://lab:s3cret@127.0.0.1:1080", "socks5://127.0.0.1:1080"),  # the password is never printed
+    ("http://127.0.0.1:proxy", "http://127.0.0.1:proxy"),
+])
+def test_a_proxy_that_is_not_an_http_host_and_port_is_refused_in_one_sentence(server: FaultyServer, monkeypatch,
+                                                                            address: str, shown: str):
+    monkeypatch.setenv("HTTP_PROXY", address)
 
     result = shards_command("info", f"{server.url}/set")
 
-    assert_clean_failure(result, "the proxy socks5://127.0.0.1:1080 from the environment is not an "
-                                 "http://HOST:PORT proxy, the kind supported")
+    assert_clean_failure(result, f"HTTP_PROXY names {shown}, which is not an http://HOST:PORT proxy, the kind "
+                                 "supported.")
+    assert "s3cret" not in result.stderr and server.requests == []
