@@ -71,7 +71,7 @@ def test_an_https_url_goes_through_the_proxys_tunnel_to_the_server(served_folder
 def test_a_proxy_that_refuses_the_tunnel_is_one_sentence_without_trying_again(monkeypatch):
     with ForwardProxy(refuses=True) as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        url = "https://sets.example.org/set"
+        url = "https://127.0.0.1:9/set"  # never reached: the proxy refuses first
         result = shards_command("info", url)
 
     assert_clean_failure(result, f"{url}/manifest.json could not be read: the proxy answered 407 Proxy "
@@ -82,7 +82,7 @@ def test_a_proxy_that_refuses_the_tunnel_is_one_sentence_without_trying_again(mo
 def test_a_plain_proxy_that_wants_credentials_says_where_they_go(monkeypatch):
     with ForwardProxy(refuses=True) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        url = "http://sets.example.org/set"
+        url = "http://127.0.0.1:9/set"  # never reached: the proxy refuses first
         result = shards_command("info", url)
 
     shown = proxy.url.removeprefix("http://")
