@@ -6,14 +6,16 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from tests.shards.loopback import LoopbackServer
 
 STALL_LIMIT_SECONDS = 60  # a stalled answer waits at most this long, or until the server stops
 ENDLESS_PIECE = bytes(range(256)) * 256
 
 @dataclass
-class FaultyServer:
+class FaultyServer(LoopbackServer):
     """``with FaultyServer(folder) as server``: ``server.url`` serves ``folder``; ``server.requests``
     logs (file name, first byte asked); ``server.faults`` maps a file name to what the server does
     to every request for it:
@@ -40,24 +42,14 @@ class FaultyServer:
 
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self.httpd.daemon_threads = True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.listen(_handler_for(self))
 
     def times_asked(self, name: str) -> int:
         return sum(1 for asked, _ in self.requests if asked == name)
 
-    def __enter__(self) -> FaultyServer:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.stopping.set()  # a stalled answer ends, so that shutdown does not wait for it
+        super().__exit__(*exc_info)
 
 
 def _handler_for(server: FaultyServer) -> type[BaseHTTPRequestHandler]:

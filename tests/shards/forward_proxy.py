@@ -7,16 +7,17 @@ import contextlib
 import http.client
 import select
 import socket
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from tests.shards.loopback import LoopbackServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "transfer-encoding"}
 
 
 @dataclass
-class ForwardProxy:
+class ForwardProxy(LoopbackServer):
     """``with ForwardProxy() as proxy``: ``proxy.url`` is its address; ``proxy.requests`` logs (method,
     target, Proxy-Authorization header) of every request; ``refuses`` answers 407 to every request, as a
     proxy that wants credentials it was not given."""
@@ -25,20 +26,7 @@ class ForwardProxy:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self.httpd.daemon_threads = True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> ForwardProxy:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.listen(_handler_for(self))
 
 
 def _handler_for(proxy: ForwardProxy) -> type[BaseHTTPRequestHandler]:
